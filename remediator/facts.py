@@ -1,0 +1,293 @@
+"""The typed model of one host's GPU stack: what the probe found, and what diagnosis reads.
+
+Facts are plain data (frozen dataclasses) with a schema version and a JSON round trip. Versions stay
+the strings the host reported (`450.51.06`, `2.11.0+cu130`); comparison happens in diagnosis through
+`remediator.versions`. Everything here came from a host and is untrusted: loading validates types and
+names the offending field, and nothing in it is ever used to build a shell command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from remediator.errors import InputError
+
+SCHEMA_VERSION = 1
+
+InstallMethod = Literal["runfile", "deb", "rpm", "conda", "pip", "tarball", "unknown"]
+DriverSource = Literal["nvml", "nvidia-smi", "proc", "none"]
+EnvKind = Literal["system", "venv", "conda", "user"]
+
+
+@dataclass(frozen=True)
+class OsRelease:
+    id: str = ""  # /etc/os-release ID, e.g. "ubuntu"
+    version_id: str = ""  # e.g. "24.04" (not a PEP 440 version; kept as a string)
+    pretty_name: str = ""
+    kernel: str = ""  # `uname -r`, never parsed as a version
+    arch: str = ""
+
+
+@dataclass(frozen=True)
+class Driver:
+    """The NVIDIA driver as seen from userspace, and the kernel module when it can be read.
+
+    `version` is what answered (NVML or nvidia-smi); `kernel_module_version` comes from
+    /proc/driver/nvidia/version. When both are known and differ, a reboot is pending.
+    """
+
+    version: str | None = None
+    source: DriverSource = "none"
+    kernel_module_version: str | None = None
+    userspace_version: str | None = None  # libnvidia-ml.so.<version> / libcuda.so.<version>
+    cuda_driver_version: str | None = None  # highest CUDA the driver supports, e.g. "13.0"
+    error: str | None = None  # e.g. "Failed to initialize NVML: Driver/library version mismatch"
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    uuid: str = ""
+    memory_mib: int | None = None
+    compute_capability: str | None = None  # "9.0"
+    pci_bus_id: str = ""
+
+
+@dataclass(frozen=True)
+class CudaToolkit:
+    version: str  # "11.2.152" from version.json, "10.1.243" from version.txt, "12.4" from nvcc
+    path: str  # the real directory, e.g. /usr/local/cuda-11.2
+    install_method: InstallMethod = "unknown"
+    version_source: str = ""  # "version.json", "version.txt", "nvcc", "dpkg", "wheel", ...
+    is_default: bool = False  # /usr/local/cuda resolves to it
+    via_alternatives: bool = False  # the default link goes through /etc/alternatives
+    packages: tuple[str, ...] = ()  # deb/rpm packages that own it, "name=version"
+    env: str | None = None  # for conda/pip toolkits: the env path that holds it
+
+
+@dataclass(frozen=True)
+class CompatLibcuda:
+    """A forward-compatibility libcuda (cuda-compat package) under <toolkit>/compat."""
+
+    path: str
+    version: str
+
+
+@dataclass(frozen=True)
+class CudnnInstall:
+    version: str  # "8.1.0", from the header's CUDNN_MAJOR/MINOR/PATCHLEVEL or the soname file
+    path: str  # the library directory (or the header directory when no library was found)
+    install_method: InstallMethod = "unknown"
+    header: str | None = None  # cudnn.h (<= 7) or cudnn_version.h (>= 8)
+    libraries: tuple[str, ...] = ()  # libcudnn*.so* files found in `path`
+    package: str | None = None  # "libcudnn8=8.1.0.77-1+cuda11.2", "nvidia-cudnn-cu12=8.9.4.25"
+    in_toolkit: str | None = None  # the toolkit directory it was copied into, if any
+    env: str | None = None  # for conda/pip copies
+
+
+@dataclass(frozen=True)
+class LdPathEntry:
+    path: str
+    source: str  # "/etc/ld.so.conf.d/cuda.conf", "/etc/profile.d/cuda.sh", "/etc/environment", "login"
+    exists: bool = True
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    ld_so_conf: tuple[LdPathEntry, ...] = ()
+    ld_library_path: tuple[LdPathEntry, ...] = ()  # in the order the loader searches them
+    cache: tuple[tuple[str, str], ...] = ()  # (soname, path) from `ldconfig -p`, CUDA libs only
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str  # pip distribution name: tensorflow, tensorflow-gpu, tensorflow-cpu, tf-nightly, torch, jax
+    version: str  # as installed, e.g. "2.11.0+cu130"
+    cuda_build: str | None = None  # CUDA it was built for ("11.2"); None when unknown
+    cudnn_build: str | None = None  # cuDNN it was built for ("8", "8.1", "91900" normalised to 9.19.0)
+    is_cuda_build: bool | None = None  # False for CPU-only wheels
+    build_info_source: str = ""  # the file the build facts came from
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    path: str  # the env's prefix; "/usr" for the system interpreter
+    kind: EnvKind
+    python: str  # the interpreter path
+    python_version: str  # "3.8.10"
+    frameworks: tuple[Framework, ...] = ()
+    nvidia_wheels: tuple[tuple[str, str], ...] = ()  # (dist name, version) of nvidia-* wheels
+    conda_packages: tuple[tuple[str, str], ...] = ()  # (name, version): cudatoolkit, cudnn, ...
+
+
+@dataclass(frozen=True)
+class ProbeNote:
+    """Something the probe could not read or found odd; kept so no failure is silent."""
+
+    where: str
+    message: str
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    host: str
+    schema_version: int = SCHEMA_VERSION
+    collected_at: str = ""  # ISO 8601, set by the probe
+    os: OsRelease = field(default_factory=OsRelease)
+    driver: Driver = field(default_factory=Driver)
+    gpus: tuple[Gpu, ...] = ()
+    toolkits: tuple[CudaToolkit, ...] = ()
+    compat_libcuda: tuple[CompatLibcuda, ...] = ()
+    cudnn: tuple[CudnnInstall, ...] = ()
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    envs: tuple[PythonEnv, ...] = ()
+    notes: tuple[ProbeNote, ...] = ()
+
+    def default_toolkit(self) -> CudaToolkit | None:
+        return next((t for t in self.toolkits if t.is_default), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(self)  # type: ignore[no-any-return]
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<facts>") -> HostFacts:
+        if not isinstance(data, dict):
+            raise InputError(source, f"expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                source,
+                f"facts schema version {version!r} is not supported (this remediate reads {SCHEMA_VERSION})",
+                field="schema_version",
+                hint="probe the host again with this version of remediate",
+            )
+        return typing.cast(HostFacts, _from_jsonable(cls, data, source, ""))
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<facts>") -> HostFacts:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(source, f"not valid JSON: {exc}") from None
+        return cls.from_dict(data, source=source)
+
+
+def load_facts_file(path: str) -> list[HostFacts]:
+    """Read a facts file: one host's facts, a list of them, or `{"hosts": [...]}` as `probe --out` writes."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("hosts"), list):
+        items = data["hosts"]
+        prefix = "hosts"
+    elif isinstance(data, list):
+        items = data
+        prefix = ""
+    else:
+        items = [data]
+        prefix = None
+    facts = []
+    for i, item in enumerate(items):
+        where = path if prefix is None else f"{path}: {prefix}[{i}]" if prefix else f"{path}: [{i}]"
+        # Saved probe results may carry a failed host ({"host":..., "error": ...}) without facts.
+        if isinstance(item, dict) and "facts" in item and isinstance(item["facts"], dict):
+            item = item["facts"]
+        facts.append(HostFacts.from_dict(item, source=where))
+    return facts
+
+
+# --- JSON conversion -------------------------------------------------------------------------------
+
+
+def _to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _from_jsonable(tp: Any, value: Any, source: str, path: str) -> Any:
+    """Convert JSON data into `tp`, raising InputError that names the field on any mismatch."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise InputError(source, f"expected an object, got {_kind(value)}", field=path or "<root>")
+        hints = _hints(tp)
+        kwargs: dict[str, Any] = {}
+        names = {f.name: f for f in dataclasses.fields(tp)}
+        for key in value:
+            if key not in names:
+                continue  # newer probes may add fields; unknown keys are ignored, not fatal
+        for name, f in names.items():
+            sub = f"{path}.{name}" if path else name
+            if name in value:
+                kwargs[name] = _from_jsonable(hints[name], value[name], source, sub)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InputError(source, "missing required field", field=sub)
+        return tp(**kwargs)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _from_jsonable(non_none[0], value, source, path)
+    if origin is Literal:
+        if value not in get_args(tp):
+            allowed = ", ".join(repr(a) for a in get_args(tp))
+            raise InputError(source, f"{value!r} is not one of {allowed}", field=path)
+        return value
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list):
+            raise InputError(source, f"expected a list, got {_kind(value)}", field=path)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_jsonable(args[0], v, source, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise InputError(source, f"expected {len(args)} items, got {len(value)}", field=path)
+        return tuple(_from_jsonable(a, v, source, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(source, f"expected true or false, got {_kind(value)}", field=path)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(source, f"expected an integer, got {_kind(value)}", field=path)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise InputError(source, f"expected a string, got {_kind(value)}", field=path)
+        return value
+    raise TypeError(f"unsupported type in facts model: {tp!r}")  # a bug of ours, not bad input
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
