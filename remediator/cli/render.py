@@ -1,0 +1,42 @@
+"""Rendering helpers shared by the commands: JSON for scripts, plain aligned text for people."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from remediator.diagnosis import Finding
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts (one JSON document on stdout).",
+)
+
+_MARK = {"error": "x", "warning": "!", "info": "i"}
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def findings_text(host: str, findings: Iterable[Finding]) -> str:
+    items = list(findings)
+    errors = sum(1 for f in items if f.severity == "error")
+    warnings = sum(1 for f in items if f.severity == "warning")
+    if not items:
+        return f"{host}: healthy (no findings)"
+    lines = [f"{host}: {errors} error(s), {warnings} warning(s)"]
+    for f in items:
+        lines.append(f"  [{_MARK[f.severity]}] {f.code}: {f.message}")
+        for key, value in f.evidence:
+            lines.append(f"        {key}: {value}")
+        if f.fix:
+            lines.append(f"      fix: {f.fix}")
+    return "\n".join(lines)
