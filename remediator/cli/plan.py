@@ -1,0 +1,181 @@
+"""`remediate plan`: probe, diagnose and decide per host; print it like `terraform plan`, save it as JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import click
+
+from remediator.cli.render import echo_json
+from remediator.errors import ExitStatus, InputError, UsageError
+from remediator.facts import HostFacts, load_facts_file
+from remediator.matrix import Target, load_matrix, parse_target
+from remediator.plan import Action, HostPlan, Plan, Policy, no_target, plan_host, unreachable
+
+
+@click.command("plan")
+@click.option("-i", "--inventory", metavar="INVENTORY", help="Ansible inventory (INI, YAML or a plugin).")
+@click.option("--limit", metavar="PATTERN", help="only hosts matching this Ansible pattern.")
+@click.option("--facts", "facts_path", metavar="FILE",
+              help="plan from saved facts (`remediate probe --out`) instead of probing.")
+@click.option("--target", metavar="FRAMEWORK==VERSION",
+              help="what every host should run; default: each host's remediate_target inventory var.")
+@click.option("--out", "out_path", metavar="FILE", help="save the plan as JSON for `remediate apply`.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--venv-root", default=Policy.venv_root, show_default=True,
+              help="where the isolated venvs go (<root>/<framework>-<version>).")
+@click.option("--allow-driver-changes", is_flag=True,
+              help="plan driver upgrades instead of marking the host blocked (still needs approval).")
+@click.option("--forks", default=20, show_default=True, help="hosts probed at once.")
+@click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+def plan(inventory: str | None, limit: str | None, facts_path: str | None, target: str | None,
+         out_path: str | None, fmt: str, venv_root: str, allow_driver_changes: bool, forks: int,
+         accept_new_host_keys: bool) -> int:
+    """Decide what each host needs to run its target, without changing anything.
+
+    \b
+    Examples:
+      remediate plan -i hosts.yml --out plan.json          # targets from remediate_target
+      remediate plan -i hosts.yml --limit 'gpu[0:9]' --target tensorflow==2.4.1
+      remediate plan --facts facts.json --target pytorch==2.11.0 --format json
+
+    \b
+    Each host ends up in one of four states:
+      compliant    nothing to do
+      changes      the actions listed will fix it (+ add, - quarantine/remove, ~ change)
+      blocked      it cannot be fixed without a decision (old driver, reboot, no target)
+      unreachable  it could not be probed
+
+    Exit 0 when there is nothing to do, 2 when changes are planned or hosts are blocked, 1 on error
+    (bad input, or a host that could not be probed).
+    """
+    if (inventory is None) == (facts_path is None):
+        raise UsageError("give exactly one of -i/--inventory and --facts")
+    if not venv_root.startswith("/") or venv_root.rstrip("/").count("/") < 2:
+        raise UsageError(f"--venv-root must be an absolute path at least two levels deep, not {venv_root!r}")
+    policy = Policy(venv_root=venv_root.rstrip("/"), allow_driver_changes=allow_driver_changes)
+    matrix = load_matrix()
+    fixed_target = parse_target(target) if target else None
+    if fixed_target is not None:
+        matrix.requirements_for(fixed_target)  # an unknown version fails before any host is probed
+
+    hosts: list[HostPlan] = []
+    if facts_path is not None:
+        for facts in load_facts_file(facts_path):
+            hosts.append(_plan_one(facts, fixed_target, matrix, policy))
+    else:
+        hosts = _plan_inventory(inventory or "", limit, fixed_target, matrix, policy, forks, accept_new_host_keys)
+
+    result = Plan(hosts=tuple(hosts), matrix_version=matrix.version, policy=policy,
+                  created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    if out_path:
+        _write_atomic(out_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    if fmt == "json":
+        echo_json(result.to_dict())
+    else:
+        click.echo(render_text(result))
+        if out_path:
+            click.echo(f"\nplan saved to {out_path}; apply it with: remediate apply {out_path}")
+    counts = result.counts()
+    if counts["unreachable"]:
+        return int(ExitStatus.ERROR)
+    return int(ExitStatus.CHANGES if counts["changes"] or counts["blocked"] else ExitStatus.OK)
+
+
+def _plan_one(facts: HostFacts, target: Target | None, matrix: object, policy: Policy,
+              host_target: str | None = None) -> HostPlan:
+    from remediator.errors import RemediatorError
+
+    chosen = target
+    if chosen is None and host_target:
+        try:
+            chosen = parse_target(host_target)
+        except RemediatorError as exc:
+            return HostPlan(host=facts.host, status="blocked", error=f"remediate_target: {exc.message}")
+    if chosen is None:
+        return no_target(facts.host)
+    try:
+        return plan_host(facts, chosen, matrix, policy)  # type: ignore[arg-type]
+    except RemediatorError as exc:  # e.g. a remediate_target the matrix does not know
+        return HostPlan(host=facts.host, status="blocked", error=exc.message)
+
+
+def _plan_inventory(inventory: str, limit: str | None, target: Target | None, matrix: object, policy: Policy,
+                    forks: int, accept_new: bool) -> list[HostPlan]:
+    from remediator.inventory import load_inventory
+    from remediator.probe import probe_inventory_hosts
+
+    inv = load_inventory(inventory, limit)
+    results = probe_inventory_hosts(inv.hosts, forks=forks, accept_new_host_keys=accept_new)
+    by_name = {h.name: h for h in inv.hosts}
+    out = []
+    for r in results:
+        if r.status != "ok" or r.value is None:
+            out.append(unreachable(r.host, r.error or r.status) if r.status == "unreachable"
+                       else HostPlan(host=r.host, status="unreachable", error=r.error))
+            continue
+        out.append(_plan_one(r.value, target, matrix, policy, by_name[r.host].target))
+    return out
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(path, f"cannot write the plan: {exc.strerror or exc}") from None
+
+
+def describe(action: Action) -> str:
+    p = action.params
+    if action.kind == "quarantine_path":
+        return f"quarantine {p['path']} ({p['what']})"
+    if action.kind == "remove_package":
+        return f"remove package {p['name']}" + (f"={p['version']}" if p.get("version") else "")
+    if action.kind == "set_cuda_link":
+        return f"{p['link']} -> {p['target']}" + (f" (was {p['previous']})" if p.get("previous") else "")
+    if action.kind == "install_package":
+        return f"install package {p['name']}" + (f"={p['version']}" if p.get("version") else "")
+    if action.kind == "create_venv":
+        return f"create venv {p['path']} with {p['python']}"
+    if action.kind == "pip_install":
+        return f"pip install {' '.join(p['requirements'])} into {p['venv']}"
+    if action.kind == "pin_loader_path":
+        return f"pin LD_LIBRARY_PATH of {p['venv']} to {':'.join(p['ld_library_path'])}"
+    if action.kind == "upgrade_driver":
+        return f"upgrade the NVIDIA driver to >= {p['min_version']} (reboot)"
+    return "reboot the host"
+
+
+def render_text(result: Plan) -> str:
+    lines: list[str] = []
+    for h in result.hosts:
+        target = f" ({h.target['framework']}=={h.target['version']})" if h.target else ""
+        if h.status == "compliant":
+            lines.append(f"{h.host}{target}: compliant")
+        elif h.status == "unreachable":
+            lines.append(f"{h.host}: unreachable: {h.error}")
+        else:
+            head = f"{len(h.actions)} to change" if h.status == "changes" else f"blocked: {h.error}"
+            lines.append(f"{h.host}{target}: {head}")
+        for a in h.actions:
+            flag = " [needs approval]" if a.requires_approval else ""
+            why = f"{a.reason}" + (f" [{a.finding}]" if a.finding else "")
+            lines.append(f"  {a.symbol} {describe(a)}{flag}")
+            lines.append(f"      because {why}")
+        for f in h.findings:
+            if f.code == "PATH_REFUSED":
+                lines.append(f"  ! {f.message}")
+        for k in h.kept:
+            lines.append(f"  = kept {k}")
+        for m in h.manual:
+            lines.append(f"  ? by hand: {m}")
+    c = result.counts()
+    lines.append("")
+    lines.append(f"{len(result.hosts)} hosts: {c['compliant']} compliant, {c['changes']} to change, "
+                 f"{c['blocked']} blocked, {c['unreachable']} unreachable")
+    return "\n".join(lines)
