@@ -1,0 +1,191 @@
+"""The probe step: one round trip per host sends the remote script and parses what it prints into facts.
+
+`probe_host` works on any transport (SSH, local, the scripted fake); `probe_fleet` connects to every
+inventory host and returns one result per host, never the first exception. Probing only reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib.resources
+import importlib.util
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from remediator.facts import HostFacts
+from remediator.probe.parse import (
+    PROBE_SCHEMA_VERSION,
+    ProbeError,
+    parse_probe_document,
+    parse_probe_output,
+    parse_tf_build_info,
+    parse_torch_version,
+)
+from remediator.transport.base import Transport
+
+if TYPE_CHECKING:
+    from remediator.fleet import FleetResult, HostResult
+    from remediator.inventory import InventoryHost
+
+#: Runs the script from stdin with the host's python3, or says clearly that there is none.
+#: A constant string: nothing of ours or of the host is ever interpolated into it.
+PROBE_ARGV: tuple[str, ...] = (
+    "sh",
+    "-c",
+    "command -v python3 >/dev/null || { echo 'remediator: python3 not found' >&2; exit 127; };"
+    " exec python3 -",
+)
+PYTHON3_MISSING_MARKER = "remediator: python3 not found"
+TOO_OLD_MARKER = "remediator: python3 too old"
+
+DEFAULT_VENV_ROOTS: tuple[str, ...] = ("/opt", "/home/*", "/root")
+DEFAULT_TIMEOUT = 180.0
+DEFAULT_MAX_DEPTH = 4
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_VENV_ROOTS",
+    "PROBE_ARGV",
+    "PROBE_SCHEMA_VERSION",
+    "ProbeError",
+    "build_payload",
+    "parse_probe_document",
+    "parse_probe_output",
+    "parse_tf_build_info",
+    "parse_torch_version",
+    "probe_fleet",
+    "probe_host",
+    "remote_script_source",
+]
+
+
+def remote_script_source() -> str:
+    """The text of the remote script as shipped in the package."""
+    return importlib.resources.files("remediator.probe").joinpath("remote.py").read_text(encoding="utf-8")
+
+
+@functools.cache
+def _pynvml_blob() -> str | None:
+    """nvidia-ml-py's pynvml source, compressed, so the host needs nothing installed to ask NVML.
+
+    Read from the installed module's file rather than imported: importing it has no use here.
+    """
+    spec = importlib.util.find_spec("pynvml")
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    with open(spec.origin, "rb") as handle:
+        source = handle.read()
+    return base64.b64encode(zlib.compress(source, 9)).decode("ascii")
+
+
+def build_payload(
+    *,
+    venv_roots: Sequence[str] = DEFAULT_VENV_ROOTS,
+    root: str | None = None,
+    nvml: bool = True,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    deadline_s: float = DEFAULT_TIMEOUT / 2,
+    command_timeout: float = 20.0,
+) -> bytes:
+    """The bytes sent to `python3 -`: the remote script with its options and pynvml filled in."""
+    options: dict[str, Any] = {
+        "root": root or "/",
+        "venv_roots": list(venv_roots),
+        "max_depth": int(max_depth),
+        "nvml": bool(nvml),
+        "deadline_s": float(deadline_s),
+        "command_timeout": float(command_timeout),
+        "nvml_timeout": float(command_timeout),
+    }
+    source = remote_script_source()
+    blob = _pynvml_blob() if nvml else None
+    # repr() of a str is a Python string literal: the options travel as data, never as code.
+    source = _replace_once(source, "PYNVML_SOURCE_Z = None\n", f"PYNVML_SOURCE_Z = {blob!r}\n")
+    source = _replace_once(
+        source, "PAYLOAD_OPTIONS = None\n", f"PAYLOAD_OPTIONS = json.loads({json.dumps(options)!r})\n"
+    )
+    return source.encode("utf-8")
+
+
+def _replace_once(text: str, old: str, new: str) -> str:
+    if text.count(old) != 1:  # pragma: no cover - a bug of ours, caught by the tests
+        raise AssertionError(f"remote script must contain {old!r} exactly once")
+    return text.replace(old, new)
+
+
+def probe_host(
+    transport: Transport,
+    host_name: str,
+    *,
+    venv_roots: Sequence[str] = DEFAULT_VENV_ROOTS,
+    timeout: float = DEFAULT_TIMEOUT,
+    root: str | None = None,
+    nvml: bool = True,
+) -> HostFacts:
+    """Probe one host in one round trip; raise ProbeError (or a TransportError) when it gives no facts."""
+    payload = build_payload(venv_roots=venv_roots, root=root, nvml=nvml, deadline_s=max(10.0, timeout / 2))
+    result = transport.run(PROBE_ARGV, stdin=payload, timeout=timeout)
+    stderr = result.stderr.decode("utf-8", "replace")
+    if result.returncode == 127 and PYTHON3_MISSING_MARKER in stderr:
+        raise ProbeError(
+            "python3 not found on host",
+            host=host_name,
+            hint="the probe needs python3 (3.6 or newer) on the host: install it (`apt-get install python3`)",
+        )
+    if TOO_OLD_MARKER in stderr:
+        raise ProbeError(
+            _last_line(stderr).replace(TOO_OLD_MARKER + ": ", ""),
+            host=host_name,
+            hint="the probe needs python3 3.6 or newer on the host",
+        )
+    if result.returncode != 0:
+        message = _last_line(stderr) or "no message"
+        raise ProbeError(
+            f"the probe script failed (exit status {result.returncode}): {message}",
+            host=host_name,
+            hint="run `remediate probe --local --format json` on the host to see the whole error",
+        )
+    return parse_probe_output(result.stdout, host=host_name)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def probe_fleet(
+    hosts: Sequence[InventoryHost],
+    *,
+    forks: int = 10,
+    accept_new_host_keys: bool = False,
+    connect_timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    venv_roots: Sequence[str] = DEFAULT_VENV_ROOTS,
+    connect: Callable[..., Transport] | None = None,
+    on_result: Callable[[HostResult], None] | None = None,
+) -> FleetResult:
+    """Probe every host over SSH, `forks` at a time; one result per host (ok, failed or unreachable).
+
+    A host's inventory var `remediator_venv_roots` (a list) replaces `venv_roots` for that host.
+    """
+    from remediator.fleet import run_fleet
+
+    if connect is None:
+        from remediator.transport.ssh import connect as ssh_connect
+
+        connect = ssh_connect
+
+    def probe_one(host: InventoryHost) -> HostFacts:
+        roots = host.vars.get("remediator_venv_roots") if isinstance(host.vars, dict) else None
+        if not (isinstance(roots, list) and all(isinstance(r, str) for r in roots)):
+            roots = list(venv_roots)
+        transport = connect(host, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout)
+        try:
+            return probe_host(transport, host.name, venv_roots=roots, timeout=timeout)
+        finally:
+            transport.close()
+
+    return run_fleet(hosts, probe_one, forks=forks, on_result=on_result)

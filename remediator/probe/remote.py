@@ -1,0 +1,939 @@
+"""The probe script that runs on a host: reads its GPU stack and prints one JSON document.
+
+It is sent over stdin to `python3 -` in a single round trip, so it must run on the host's own
+python3 (>= 3.6) with the standard library only: no f-string `=`, no walrus, no dataclasses, no
+`subprocess.run(capture_output=...)`. It only reads: files, directory listings, symlinks, and a few
+read-only commands (nvidia-smi, nvcc --version, dpkg-query, rpm, ldconfig -p), each under a timeout.
+It collects evidence, not conclusions: versions are interpreted by `remediator.probe.parse` on the
+control node, where the code is typed and tested. The control node appends the options and the
+nvidia-ml-py source (compressed) to this file before sending it; see `remediator.probe.build_payload`.
+
+`--root DIR` reads DIR/usr/local/... instead of /usr/local/... (and runs commands found under DIR),
+so tests can lay out real installer trees without touching the machine; paths in the document are
+always host paths, without DIR.
+"""
+
+# ruff: noqa: UP031, UP036, RUF005
+# (this file must run on python3.6: %-formatting, no f-string `=`, no newer syntax)
+
+import base64
+import contextlib
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
+import time
+import types
+import zlib
+
+SCHEMA_VERSION = 1
+SCRIPT_NAME = "remediator-probe"
+
+DEFAULT_OPTIONS = {
+    "root": "/",
+    "venv_roots": ["/opt", "/home/*", "/root"],
+    "max_depth": 4,  # how deep below each venv root to look for envs
+    "max_dirs": 20000,  # directories visited while looking for envs, over all roots
+    "max_entries": 5000,  # entries read from any one directory
+    "nvml": True,
+    "command_timeout": 20.0,  # per command; a wedged driver hangs nvidia-smi
+    "nvml_timeout": 20.0,
+    "deadline_s": 90.0,  # after this the env walk stops (with a note); the rest is quick
+}
+
+TEXT_CAP = 64 * 1024
+HEADER_CAP = 1024 * 1024
+OUTPUT_CAP = 1024 * 1024
+LOG_LINES_CAP = 200
+
+TRIPLETS = ("x86_64-linux-gnu", "aarch64-linux-gnu", "powerpc64le-linux-gnu", "sbsa-linux")
+SYSTEM_LIB_DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib/powerpc64le-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/lib64",
+    "/usr/lib",
+    "/lib",
+    "/usr/local/lib",
+    "/usr/local/nvidia/lib64",
+    "/usr/local/nvidia/lib",
+    "/usr/lib/wsl/lib",
+)
+SYSTEM_INCLUDE_DIRS = (
+    ("/usr/include",) + tuple("/usr/include/" + t for t in TRIPLETS) + ("/usr/local/include",)
+)
+EXEC_DIRS = (
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+    "/usr/local/nvidia/bin",
+    "/usr/lib/wsl/lib",
+)
+
+LIB_RE = re.compile(r"^(libcuda|libnvidia-ml|libcudnn\w*|libcudart)\.so(\.[0-9.]+)?$")
+HEADER_RE = re.compile(r"^cudnn(_version)?(_v\d+)?\.h$")
+DEFINE_RE = re.compile(rb"^[ \t]*#[ \t]*define[ \t]+CUDNN_(MAJOR|MINOR|PATCHLEVEL|VERSION)\b[^\n]*", re.M)
+LDCACHE_RE = re.compile(
+    r"^\s*(libcuda|libnvidia-ml|libcudnn|libcudart|libcublas|libcufft|libcurand|libcusolver|libcusparse"
+    r"|libnccl|libnvrtc|libnvJitLink|libnvjitlink|libnvinfer|libcupti)"
+)
+PACKAGE_RE = re.compile(r"^(cuda|libcudnn|cudnn|nvidia|libnvidia|kmod-nvidia|xorg-x11-drv-nvidia)", re.I)
+CONDA_RE = re.compile(r"^(cuda|cudnn|cudatoolkit|libcudnn|pytorch|tensorflow|jaxlib|jax|python|nccl)", re.I)
+PYTHON_NAME_RE = re.compile(r"^python3(\.\d+)?$")
+LOG_LINE_RE = re.compile(r"(?i)(/cuda-\d|driver version|installing|uninstall)")
+SKIP_DIRS = frozenset(
+    [
+        "node_modules",
+        "__pycache__",
+        ".git",
+        ".hg",
+        ".svn",
+        ".cache",
+        ".npm",
+        ".cargo",
+        ".rustup",
+        ".vscode-server",
+        ".Trash",
+        "site-packages",
+        "dist-packages",
+        "proc",
+        "sys",
+        "dev",
+    ]
+)
+FRAMEWORK_DISTS = frozenset(
+    [
+        "tensorflow",
+        "tensorflow-gpu",
+        "tensorflow-cpu",
+        "tf-nightly",
+        "tf-nightly-gpu",
+        "tf-nightly-cpu",
+        "torch",
+        "jax",
+        "jaxlib",
+    ]
+)
+FRAMEWORK_FILES = (
+    "tensorflow/python/platform/build_info.py",
+    "tensorflow_core/python/platform/build_info.py",
+    "torch/version.py",
+)
+
+# Filled in by the control node (remediator.probe.build_payload); None when run on its own.
+PYNVML_SOURCE_Z = None
+PAYLOAD_OPTIONS = None
+
+
+class Probe:
+    def __init__(self, options):
+        self.options = options
+        self.root = os.path.abspath(options.get("root") or "/")
+        self.started = time.monotonic()
+        self.notes = []
+        self.env = dict(os.environ)
+        self.env["LC_ALL"] = "C"
+        self.env["LANG"] = "C"
+        self.toolkit_dirs = []
+        self.env_dirs = []
+        self.loader = {"ld_so_conf": [], "ld_library_path": []}
+        self.nvml_hung = False
+
+    # --- paths inside the (optional) root --------------------------------------------------------
+
+    def R(self, path):
+        """The local path of a host path: under --root when one was given."""
+        if self.root == "/":
+            return path
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def note(self, where, message):
+        if len(self.notes) < 500:
+            self.notes.append({"where": where, "message": message})
+
+    def deadline_passed(self):
+        return time.monotonic() - self.started > float(self.options["deadline_s"])
+
+    def isdir(self, path):
+        try:
+            return stat.S_ISDIR(os.stat(self.R(path)).st_mode)
+        except OSError:
+            return False
+
+    def isfile(self, path):
+        try:
+            return stat.S_ISREG(os.stat(self.R(path)).st_mode)
+        except OSError:
+            return False
+
+    def islink(self, path):
+        return os.path.islink(self.R(path))
+
+    def exists(self, path):
+        return os.path.exists(self.R(path))
+
+    def readlink(self, path):
+        try:
+            return os.readlink(self.R(path))
+        except OSError:
+            return None
+
+    def resolve(self, path):
+        """Resolve every symlink of a host path without leaving the root; None on a loop."""
+        parts = [p for p in path.split("/") if p]
+        resolved = "/"
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == ".":
+                continue
+            if part == "..":
+                resolved = os.path.dirname(resolved)
+                continue
+            candidate = os.path.join(resolved, part)
+            target = self.readlink(candidate)
+            if target is None:
+                resolved = candidate
+                continue
+            hops += 1
+            if hops > 40:
+                return None
+            if target.startswith("/"):
+                resolved = "/"
+            parts = [p for p in target.split("/") if p] + parts
+        return resolved
+
+    def link_chain(self, path):
+        """The successive targets of a symlink (/usr/local/cuda -> /etc/alternatives/cuda -> ...)."""
+        chain = []
+        current = path
+        for _ in range(40):
+            target = self.readlink(current)
+            if target is None:
+                return chain
+            if not target.startswith("/"):
+                target = os.path.normpath(os.path.join(os.path.dirname(current), target))
+            chain.append(target)
+            current = target
+        self.note(path, "symlink chain longer than 40 hops (a loop?)")
+        return chain
+
+    def listdir(self, path):
+        """Names in a directory (bounded); [] with a note when it cannot be read."""
+        names = []
+        try:
+            with os.scandir(self.R(path)) as it:
+                for entry in it:
+                    names.append(entry.name)
+                    if len(names) >= int(self.options["max_entries"]):
+                        self.note(path, "more than %d entries; the rest were skipped" % len(names))
+                        break
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            return []
+        except OSError as exc:
+            self.note(path, "cannot list: %s" % (exc.strerror or exc))
+            return []
+        names.sort()
+        return names
+
+    def read_bytes(self, path, cap):
+        try:
+            with open(self.R(path), "rb") as handle:
+                return handle.read(cap)
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            return None
+        except OSError as exc:
+            self.note(path, "cannot read: %s" % (exc.strerror or exc))
+            return None
+
+    def read_text(self, path, cap=TEXT_CAP):
+        data = self.read_bytes(path, cap)
+        if data is None:
+            return None
+        return data.decode("utf-8", "replace")
+
+    def glob_names(self, directory, pattern):
+        regex = re.compile(pattern)
+        return [n for n in self.listdir(directory) if regex.match(n)]
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def which(self, name):
+        dirs = []
+        if self.root == "/":
+            dirs.extend(p for p in self.env.get("PATH", "").split(":") if p.startswith("/"))
+        dirs.extend(EXEC_DIRS)
+        seen = set()
+        for d in dirs:
+            if d in seen:
+                continue
+            seen.add(d)
+            candidate = os.path.join(d, name)
+            local = self.R(candidate)
+            if os.path.isfile(local) and os.access(local, os.X_OK):
+                return candidate
+        return None
+
+    def run(self, argv, timeout=None, stdout_filter=None):
+        """Run a read-only command (argv[0] a host path); never raises, never waits forever."""
+        if timeout is None:
+            timeout = float(self.options["command_timeout"])
+        record = {
+            "argv": list(argv),
+            "rc": None,
+            "stdout": "",
+            "stderr": "",
+            "timed_out": False,
+            "error": None,
+        }
+        local_argv = [self.R(argv[0])] + list(argv[1:])
+        try:
+            proc = subprocess.Popen(
+                local_argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            record["error"] = "%s: %s" % (type(exc).__name__, exc.strerror or exc)
+            return record
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            record["timed_out"] = True
+            proc.kill()
+            try:
+                out, err = proc.communicate(timeout=2)
+            except subprocess.TimeoutExpired:
+                # Stuck in the kernel (a wedged driver): leave it rather than hang with it.
+                out, err = b"", b""
+                self.note(argv[0], "did not exit after SIGKILL; left behind")
+        record["rc"] = proc.returncode
+        text = out[:OUTPUT_CAP].decode("utf-8", "replace")
+        if stdout_filter is not None:
+            text = "".join(line for line in text.splitlines(True) if stdout_filter(line))
+        record["stdout"] = text
+        record["stderr"] = err[:OUTPUT_CAP].decode("utf-8", "replace")
+        return record
+
+    # --- sections ---------------------------------------------------------------------------------
+
+    def collect(self):
+        doc = {"schema_version": SCHEMA_VERSION}
+        doc["probe"] = {
+            "script": SCRIPT_NAME,
+            "python": "%d.%d.%d" % tuple(sys.version_info[:3]),
+            "executable": sys.executable,
+            "root": self.root,
+            "uid": os.getuid() if hasattr(os, "getuid") else None,
+            "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        sections = (
+            ("os", self.collect_os),
+            ("loader", self.collect_loader),
+            ("toolkits", self.collect_toolkits),
+            ("envs", self.collect_envs),
+            ("driver", self.collect_driver),
+            ("packages", self.collect_packages),
+            ("libraries", self.collect_libraries),
+        )
+        for name, fn in sections:
+            try:
+                fn(doc)
+            except Exception as exc:  # one broken section must not lose the others
+                self.note(name, "probe section failed: %s: %s" % (type(exc).__name__, exc))
+        doc["probe"]["duration_s"] = round(time.monotonic() - self.started, 3)
+        doc["notes"] = self.notes
+        return doc
+
+    def collect_os(self, doc):
+        uname = os.uname()
+        doc["os"] = {
+            "os_release": self.read_text("/etc/os-release") or self.read_text("/usr/lib/os-release"),
+            "kernel": uname.release,
+            "arch": uname.machine,
+        }
+
+    # The driver: NVML first (the same library every framework loads), then nvidia-smi, then /proc.
+    def collect_driver(self, doc):
+        driver = {"nvml": None, "nvidia_smi": [], "proc_version": None}
+        if self.options.get("nvml") and self.root == "/":
+            driver["nvml"] = self.nvml_with_timeout()
+        nvml = driver["nvml"]
+        if nvml is None or not nvml.get("ok"):
+            smi = self.which("nvidia-smi")
+            if smi is not None:
+                fields = "name,driver_version,memory.total,uuid,pci.bus_id,compute_cap"
+                argv = [smi, "--query-gpu=" + fields, "--format=csv,noheader,nounits"]
+                first = self.run(argv)
+                driver["nvidia_smi"].append(first)
+                text = first["stdout"] + first["stderr"]
+                if first["rc"] not in (0, None) and ("compute_cap" in text or "not a valid field" in text):
+                    # Drivers before 510 do not know compute_cap.
+                    argv = [smi, "--query-gpu=" + fields.rsplit(",", 1)[0], "--format=csv,noheader,nounits"]
+                    driver["nvidia_smi"].append(self.run(argv))
+        proc = self.read_text("/proc/driver/nvidia/version", 4096)
+        driver["proc_version"] = proc
+        doc["driver"] = driver
+
+    def nvml_with_timeout(self):
+        result = {}
+
+        def target():
+            try:
+                result.update(self.nvml())
+            except Exception as exc:
+                result.update({"ok": False, "loaded": False, "error": "%s: %s" % (type(exc).__name__, exc)})
+
+        thread = threading.Thread(target=target, name="nvml")
+        thread.daemon = True
+        thread.start()
+        thread.join(float(self.options["nvml_timeout"]))
+        if thread.is_alive():
+            self.nvml_hung = True
+            return {"ok": False, "loaded": True, "timed_out": True, "error": "NVML did not answer in time"}
+        return result
+
+    def nvml(self):
+        if not PYNVML_SOURCE_Z:
+            return {"ok": False, "loaded": False, "error": "pynvml was not sent with the probe"}
+        source = zlib.decompress(base64.b64decode(PYNVML_SOURCE_Z)).decode("utf-8")
+        module = types.ModuleType("pynvml")
+        module.__file__ = "<remediator pynvml>"
+        sys.modules["pynvml"] = module
+        try:
+            exec(compile(source, "<remediator pynvml>", "exec"), module.__dict__)  # noqa: S102
+        except Exception as exc:  # e.g. a pynvml too new for this python
+            return {
+                "ok": False,
+                "loaded": False,
+                "error": "cannot load pynvml: %s: %s" % (type(exc).__name__, exc),
+            }
+        nv = module
+        out = {"ok": False, "loaded": True, "error": None, "error_code": None, "errors": {}, "gpus": []}
+        try:
+            nv.nvmlInit()
+        except nv.NVMLError as exc:
+            out["error"] = str(exc)
+            out["error_code"] = getattr(exc, "value", None)
+            return out
+
+        def call(key, fn, *args):
+            try:
+                value = fn(*args)
+            except nv.NVMLError as exc:
+                out["errors"][key] = str(exc)
+                return None
+            except Exception as exc:
+                out["errors"][key] = "%s: %s" % (type(exc).__name__, exc)
+                return None
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            return value
+
+        try:
+            out["driver_version"] = call("driver_version", nv.nvmlSystemGetDriverVersion)
+            out["nvml_version"] = call("nvml_version", nv.nvmlSystemGetNVMLVersion)
+            out["cuda_driver_version"] = call("cuda_driver_version", nv.nvmlSystemGetCudaDriverVersion)
+            count = call("device_count", nv.nvmlDeviceGetCount) or 0
+            for index in range(min(int(count), 64)):
+                handle = call("gpu%d.handle" % index, nv.nvmlDeviceGetHandleByIndex, index)
+                gpu = {"index": index}
+                if handle is not None:
+                    gpu["name"] = call("gpu%d.name" % index, nv.nvmlDeviceGetName, handle)
+                    gpu["uuid"] = call("gpu%d.uuid" % index, nv.nvmlDeviceGetUUID, handle)
+                    memory = call("gpu%d.memory" % index, nv.nvmlDeviceGetMemoryInfo, handle)
+                    gpu["memory_total"] = int(memory.total) if memory is not None else None
+                    pci = call("gpu%d.pci" % index, nv.nvmlDeviceGetPciInfo, handle)
+                    bus_id = getattr(pci, "busId", None) if pci is not None else None
+                    if isinstance(bus_id, bytes):
+                        bus_id = bus_id.decode("ascii", "replace")
+                    gpu["pci_bus_id"] = bus_id
+                    cc = call(
+                        "gpu%d.compute_capability" % index, nv.nvmlDeviceGetCudaComputeCapability, handle
+                    )
+                    gpu["compute_capability"] = list(cc) if cc is not None else None
+                out["gpus"].append(gpu)
+            out["ok"] = out.get("driver_version") is not None
+        finally:
+            with contextlib.suppress(Exception):  # shutting down is best effort
+                nv.nvmlShutdown()
+        return out
+
+    # Every CUDA toolkit: /usr/local/cuda*, /opt, alternatives; which one /usr/local/cuda is.
+    def collect_toolkits(self, doc):
+        candidates = []
+        for name in self.listdir("/usr/local"):
+            if name.startswith("cuda"):
+                candidates.append("/usr/local/" + name)
+        for name in self.listdir("/opt"):
+            path = "/opt/" + name
+            if name.lower().startswith("cuda"):
+                candidates.append(path)
+            elif name.lower() == "nvidia" and self.isdir(path):
+                candidates.extend(path + "/" + n for n in self.listdir(path) if n.lower().startswith("cuda"))
+        candidates.extend(("/usr/lib/cuda", "/usr/lib/nvidia-cuda-toolkit"))
+        alternatives = []
+        for name in self.listdir("/etc/alternatives"):
+            if name.startswith("cuda") or "cudnn" in name:
+                target = self.readlink("/etc/alternatives/" + name)
+                alternatives.append({"name": name, "target": target})
+                if name.startswith("cuda") and target and target.startswith("/"):
+                    candidates.append(target)
+        doc["alternatives"] = alternatives
+
+        by_real = {}
+        order = []
+        for path in candidates:
+            real = self.resolve(path)
+            if real is None:
+                self.note(path, "symlink loop")
+                continue
+            if not self.isdir(real) or not self.looks_like_toolkit(real):
+                continue
+            if real not in by_real:
+                by_real[real] = []
+                order.append(real)
+            if path not in by_real[real]:
+                by_real[real].append(path)
+
+        toolkits = []
+        for real in order:
+            toolkits.append(self.toolkit(real, by_real[real]))
+            self.toolkit_dirs.append(real)
+        doc["toolkits"] = toolkits
+
+        default = {"path": "/usr/local/cuda", "exists": self.exists("/usr/local/cuda"), "is_link": False}
+        if self.islink("/usr/local/cuda"):
+            default["is_link"] = True
+            default["chain"] = self.link_chain("/usr/local/cuda")
+        default["resolved"] = self.resolve("/usr/local/cuda") if default["exists"] else None
+        doc["default_toolkit"] = default
+
+        logs = []
+        for path in ("/var/log/cuda-installer.log", "/var/log/nvidia-installer.log"):
+            text = self.read_text(path, HEADER_CAP)
+            if text is None:
+                continue
+            lines = [line for line in text.splitlines() if LOG_LINE_RE.search(line)]
+            logs.append({"path": path, "lines": lines[-LOG_LINES_CAP:]})
+        doc["installer_logs"] = logs
+
+    def looks_like_toolkit(self, path):
+        for marker in ("version.json", "version.txt", "bin/nvcc", "targets", "lib64"):
+            if self.exists(path + "/" + marker):
+                return True
+        return False
+
+    def toolkit(self, real, found_as):
+        tk = {"path": real, "found_as": found_as}
+        tk["version_json"] = self.read_text(real + "/version.json")
+        tk["version_txt"] = self.read_text(real + "/version.txt", 4096)
+        tk["nvcc"] = None
+        nvcc = real + "/bin/nvcc"
+        tk["has_nvcc"] = self.isfile(nvcc)
+        if tk["has_nvcc"] and tk["version_json"] is None and tk["version_txt"] is None:
+            tk["nvcc"] = self.run([nvcc, "--version"])
+        tk["uninstallers"] = [
+            "bin/" + n for n in self.glob_names(real + "/bin", r"^(cuda-uninstaller|uninstall_cuda.*\.pl)$")
+        ]
+        compat = []
+        for name in self.listdir(real + "/compat"):
+            if name.startswith("libcuda.so"):
+                compat.append([name, self.readlink(real + "/compat/" + name)])
+        tk["compat"] = compat
+        tk["targets"] = self.listdir(real + "/targets")
+        return tk
+
+    # Python interpreters, venvs and conda envs, and per env the frameworks' own build facts.
+    def collect_envs(self, doc):
+        envs = []
+        pythons = []
+        for directory in ("/usr/bin", "/usr/local/bin"):
+            for name in self.listdir(directory):
+                if not PYTHON_NAME_RE.match(name):
+                    continue
+                path = directory + "/" + name
+                real = self.resolve(path)
+                pythons.append({"path": path, "real": real})
+        doc["pythons"] = pythons
+        doc["running_python"] = {
+            "executable": sys.executable,
+            "real": os.path.realpath(sys.executable) if sys.executable else None,
+            "version": "%d.%d.%d" % tuple(sys.version_info[:3]),
+        }
+
+        # System interpreters: one env per python3.X binary (the unversioned names point at one).
+        versioned = sorted(
+            set(p["real"] for p in pythons if p["real"] and re.match(r".*/python3\.\d+$", p["real"]))
+        )
+        for real in versioned:
+            prefix = "/usr/local" if real.startswith("/usr/local/") else "/usr"
+            minor = os.path.basename(real)[len("python") :]
+            sites = [
+                prefix + "/lib/python" + minor + "/site-packages",
+                prefix + "/lib64/python" + minor + "/site-packages",
+                prefix + "/lib/python" + minor + "/dist-packages",
+            ]
+            if prefix == "/usr":
+                sites.extend(
+                    ["/usr/lib/python3/dist-packages", "/usr/local/lib/python" + minor + "/dist-packages"]
+                )
+            envs.append(self.env_record(prefix, "system", real, [s for s in sites if self.isdir(s)]))
+            for home in ["/root"] + ["/home/" + n for n in self.listdir("/home")]:
+                user_site = home + "/.local/lib/python" + minor + "/site-packages"
+                if self.isdir(user_site):
+                    envs.append(self.env_record(home + "/.local", "user", real, [user_site]))
+
+        for path, kind in self.find_envs():
+            python = None
+            for name in ("python3", "python"):
+                candidate = path + "/bin/" + name
+                if self.exists(candidate):
+                    python = candidate
+                    break
+            sites = []
+            for libdir in ("lib", "lib64"):
+                for name in self.listdir(path + "/" + libdir):
+                    if name.startswith("python3") and self.isdir(
+                        path + "/" + libdir + "/" + name + "/site-packages"
+                    ):
+                        site = path + "/" + libdir + "/" + name + "/site-packages"
+                        if self.resolve(site) not in [self.resolve(s) for s in sites]:
+                            sites.append(site)
+            record = self.env_record(path, kind, python, sites)
+            if python is not None:
+                record["python_real"] = self.resolve(python)
+            if kind == "venv":
+                record["pyvenv_cfg"] = self.read_text(path + "/pyvenv.cfg", 8192)
+            envs.append(record)
+        doc["envs"] = envs
+
+    def find_envs(self):
+        """Directories with pyvenv.cfg (venv) or conda-meta/ (conda) under the roots, bounded."""
+        roots = []
+        for pattern in self.options["venv_roots"]:
+            if pattern.endswith("/*"):
+                base = pattern[:-2] or "/"
+                roots.extend(
+                    os.path.join(base, n) for n in self.listdir(base) if self.isdir(os.path.join(base, n))
+                )
+            else:
+                roots.append(pattern)
+        found = []
+        seen = set()
+        visited = 0
+        max_depth = int(self.options["max_depth"])
+        max_dirs = int(self.options["max_dirs"])
+        for root in roots:
+            queue = [(root, 0)]
+            while queue:
+                path, depth = queue.pop(0)
+                if visited >= max_dirs:
+                    self.note(root, "stopped looking for envs after %d directories" % max_dirs)
+                    return found
+                if self.deadline_passed():
+                    self.note(root, "stopped looking for envs: probe deadline reached")
+                    return found
+                visited += 1
+                try:
+                    st = os.lstat(self.R(path))
+                except OSError:
+                    continue
+                if not stat.S_ISDIR(st.st_mode):  # symlinks are never followed: no loops
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+                names = self.listdir(path)
+                if "pyvenv.cfg" in names:
+                    found.append((path, "venv"))
+                    continue
+                if "conda-meta" in names:
+                    found.append((path, "conda"))
+                    if "envs" in names:
+                        queue.extend((path + "/envs/" + n, depth + 1) for n in self.listdir(path + "/envs"))
+                    continue
+                if depth >= max_depth:
+                    continue
+                for name in names:
+                    if name in SKIP_DIRS:
+                        continue
+                    queue.append((path.rstrip("/") + "/" + name, depth + 1))
+        return found
+
+    def env_record(self, path, kind, python, sites):
+        self.env_dirs.append((path, kind, sites))
+        record = {
+            "path": path,
+            "kind": kind,
+            "python": python,
+            "site_packages": sites,
+            "dists": [],
+            "files": [],
+        }
+        for site in sites:
+            for name in self.listdir(site):
+                if not (name.endswith(".dist-info") or name.endswith(".egg-info")):
+                    continue
+                dist = name.partition("-")[0]
+                norm = re.sub(r"[-_.]+", "-", dist).lower()
+                if not (norm in FRAMEWORK_DISTS or norm.startswith("nvidia-") or norm.startswith("jax-cuda")):
+                    continue
+                meta = site + "/" + name + ("/METADATA" if name.endswith(".dist-info") else "/PKG-INFO")
+                text = (
+                    self.read_text(meta, 8192)
+                    if self.isdir(site + "/" + name)
+                    else self.read_text(site + "/" + name, 8192)
+                )
+                fields = {}
+                for line in (text or "").splitlines():
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+                    key, sep, value = line.partition(":")
+                    if sep and key in ("Name", "Version"):
+                        fields[key.lower()] = value.strip()
+                record["dists"].append(
+                    {
+                        "site": site,
+                        "dir": name,
+                        "name": fields.get("name"),
+                        "version": fields.get("version"),
+                    }
+                )
+            for rel in FRAMEWORK_FILES:
+                text = self.read_text(site + "/" + rel)
+                if text is not None:
+                    record["files"].append({"site": site, "path": rel, "text": text})
+        if kind == "conda":
+            packages = []
+            for name in self.listdir(path + "/conda-meta"):
+                if name.endswith(".json") and CONDA_RE.match(name):
+                    packages.append(name)
+            record["conda_meta"] = packages
+        return record
+
+    # The loader: ld.so.conf and LD_LIBRARY_PATH from every place a login sets it.
+    def collect_loader(self, doc):
+        entries = []
+        self.read_ld_so_conf("/etc/ld.so.conf", entries, 0)
+        ld_paths = []
+        sources = ["/etc/environment", "/etc/profile", "/etc/bash.bashrc"]
+        sources.extend("/etc/profile.d/" + n for n in self.listdir("/etc/profile.d") if n.endswith(".sh"))
+        for source in sources:
+            text = self.read_text(source)
+            if not text:
+                continue
+            for line in text.splitlines():
+                match = re.match(r"^\s*(?:export\s+)?LD_LIBRARY_PATH=(.*)$", line)
+                if not match:
+                    continue
+                value = match.group(1).strip().strip("'\"")
+                for part in value.split(":"):
+                    part = part.strip().strip("'\"")
+                    if part.startswith("/"):
+                        ld_paths.append(
+                            {"path": part, "source": source, "exists": self.isdir(part), "line": line}
+                        )
+        for part in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+            if part:
+                ld_paths.append({"path": part, "source": "login", "exists": self.isdir(part)})
+        doc["ld_so_conf"] = entries
+        doc["ld_library_path"] = ld_paths
+        self.loader = {"ld_so_conf": entries, "ld_library_path": ld_paths}
+        ldconfig = None
+        for candidate in ("/sbin/ldconfig", "/usr/sbin/ldconfig", "/sbin/ldconfig.real"):
+            if self.isfile(candidate):
+                ldconfig = candidate
+                break
+        if ldconfig is None:
+            ldconfig = self.which("ldconfig")
+        if ldconfig is not None:
+            doc["ldconfig"] = self.run(
+                [ldconfig, "-p"], stdout_filter=lambda line: bool(LDCACHE_RE.match(line))
+            )
+        else:
+            doc["ldconfig"] = None
+
+    def read_ld_so_conf(self, path, entries, depth):
+        if depth > 4:
+            self.note(path, "ld.so.conf includes nested more than 4 deep")
+            return
+        text = self.read_text(path)
+        if text is None:
+            return
+        for raw in text.splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if line.startswith("include"):
+                for pattern in line.split()[1:]:
+                    if not pattern.startswith("/"):
+                        pattern = os.path.join(os.path.dirname(path), pattern)
+                    directory, _, glob_part = pattern.rpartition("/")
+                    regex = "^" + re.escape(glob_part).replace("\\*", ".*").replace("\\?", ".") + "$"
+                    for name in self.glob_names(directory or "/", regex):
+                        self.read_ld_so_conf(directory + "/" + name, entries, depth + 1)
+                continue
+            for part in re.split(r"[\s:,]+", line):
+                if part.startswith("/"):
+                    entries.append({"path": part, "source": path, "exists": self.isdir(part)})
+
+    # Packages: dpkg and rpm, only the NVIDIA-related ones.
+    def collect_packages(self, doc):
+        packages = {"dpkg": None, "rpm": None}
+        dpkg = self.which("dpkg-query")
+        if dpkg is not None:
+            packages["dpkg"] = self.run(
+                [dpkg, "-W", "-f", "${Package}\\t${Version}\\t${Status}\\n"],
+                stdout_filter=lambda line: bool(PACKAGE_RE.match(line)),
+            )
+        rpm = self.which("rpm")
+        if rpm is not None and (self.isdir("/var/lib/rpm") or self.isdir("/usr/lib/sysimage/rpm")):
+            packages["rpm"] = self.run(
+                [rpm, "-qa", "--qf", "%{NAME}\\t%{VERSION}-%{RELEASE}\\n"],
+                stdout_filter=lambda line: bool(PACKAGE_RE.match(line)),
+            )
+        doc["packages"] = packages
+
+    # Libraries and cuDNN headers, in every directory a copy may live in.
+    def collect_libraries(self, doc):
+        lib_dirs = []  # (path, kind)
+        include_dirs = []
+        for path in SYSTEM_LIB_DIRS:
+            lib_dirs.append((path, "system"))
+        include_dirs.extend((p, "system") for p in SYSTEM_INCLUDE_DIRS)
+        for entry in self.loader["ld_so_conf"]:
+            lib_dirs.append((entry["path"], "ld.so.conf"))
+            include_dirs.append((os.path.dirname(entry["path"].rstrip("/")) + "/include", "ld.so.conf"))
+        for entry in self.loader["ld_library_path"]:
+            lib_dirs.append((entry["path"], "LD_LIBRARY_PATH"))
+        for tk in self.toolkit_dirs:
+            lib_dirs.extend([(tk + "/lib64", "toolkit"), (tk + "/lib", "toolkit")])
+            include_dirs.append((tk + "/include", "toolkit"))
+            for target in self.listdir(tk + "/targets"):
+                lib_dirs.append((tk + "/targets/" + target + "/lib", "toolkit"))
+                include_dirs.append((tk + "/targets/" + target + "/include", "toolkit"))
+        for path, kind, sites in self.env_dirs:
+            if kind == "conda":
+                lib_dirs.append((path + "/lib", "conda"))
+                include_dirs.append((path + "/include", "conda"))
+            for site in sites:
+                for name in self.listdir(site + "/nvidia"):
+                    lib_dirs.append((site + "/nvidia/" + name + "/lib", "pip"))
+                    include_dirs.append((site + "/nvidia/" + name + "/include", "pip"))
+
+        doc["lib_dirs"] = self.scan_dirs(lib_dirs, lambda n: LIB_RE.match(n) is not None, self.lib_files)
+        doc["headers"] = []
+        for record in self.scan_dirs(
+            include_dirs, lambda n: HEADER_RE.match(n) is not None, self.header_files
+        ):
+            doc["headers"].extend(record["files"])
+
+    def scan_dirs(self, dirs, wanted, describe):
+        by_real = {}
+        records = []
+        for path, kind in dirs:
+            if not self.isdir(path):
+                continue
+            real = self.resolve(path)
+            if real is None:
+                self.note(path, "symlink loop")
+                continue
+            if real in by_real:
+                record = by_real[real]
+                if path not in record["found_as"]:
+                    record["found_as"].append(path)
+                if kind not in record["kinds"]:
+                    record["kinds"].append(kind)
+                continue
+            names = [n for n in self.listdir(real) if wanted(n)]
+            record = {
+                "path": path,
+                "real": real,
+                "found_as": [path],
+                "kinds": [kind],
+                "files": describe(real, names),
+            }
+            by_real[real] = record
+            records.append(record)
+        return [r for r in records if r["files"]]
+
+    def lib_files(self, directory, names):
+        return [[name, self.readlink(directory + "/" + name)] for name in names]
+
+    def header_files(self, directory, names):
+        files = []
+        for name in names:
+            path = directory + "/" + name
+            data = self.read_bytes(path, HEADER_CAP)
+            defines = []
+            if data is not None:
+                defines = [m.group(0).decode("utf-8", "replace").strip() for m in DEFINE_RE.finditer(data)]
+            files.append({"path": path, "real": self.resolve(path), "defines": defines[:20]})
+        return files
+
+
+def parse_args(argv, options):
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--root" and i + 1 < len(argv):
+            options["root"] = argv[i + 1]
+            i += 2
+        elif arg == "--venv-root" and i + 1 < len(argv):
+            if not options.get("_venv_roots_from_argv"):
+                options["venv_roots"] = []
+                options["_venv_roots_from_argv"] = True
+            options["venv_roots"].append(argv[i + 1])
+            i += 2
+        elif arg == "--no-nvml":
+            options["nvml"] = False
+            i += 1
+        else:
+            sys.stderr.write("remediator probe: unknown argument %r\n" % arg)
+            i += 1
+    options.pop("_venv_roots_from_argv", None)
+    return options
+
+
+def main(argv=None, payload_options=None):
+    if sys.version_info < (3, 6):
+        sys.stderr.write(
+            "remediator: python3 too old: python3 on this host is %d.%d; the probe needs 3.6 or newer\n"
+            % tuple(sys.version_info[:2])
+        )
+        return 3
+    options = dict(DEFAULT_OPTIONS)
+    if payload_options:
+        options.update(payload_options)
+    parse_args(sys.argv[1:] if argv is None else argv, options)
+    probe = Probe(options)
+    doc = probe.collect()
+    out = json.dumps(doc, ensure_ascii=True, sort_keys=True)
+    sys.stdout.write(out + "\n")
+    sys.stdout.flush()
+    if probe.nvml_hung:
+        # A thread is stuck inside the driver; interpreter shutdown would wait for nothing better.
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(payload_options=PAYLOAD_OPTIONS))
