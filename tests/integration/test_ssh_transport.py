@@ -268,8 +268,10 @@ def test_close_is_idempotent(sshd: Sshd, tmp_path: Path) -> None:
     t = connect(sshd.host(tmp_path))
     t.close()
     t.close()
-    with pytest.raises(HostUnreachable, match="lost"):
+    with pytest.raises(TransportError, match="was closed"):
         t.run(["true"])
+    with pytest.raises(TransportError, match="was closed"):
+        t.put_file(b"x", "/tmp/x")
 
 
 # --------------------------------------------------------------------------- reaching the host
