@@ -67,6 +67,7 @@ class Sshd:
     port: int
     user: str
     host_key_pub: Path
+    rsa_host_key_pub: Path
     client_key: Path
     log: Path
     dir: Path
@@ -113,6 +114,7 @@ def wait_for_banner(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     d = tmp_path_factory.mktemp("sshd")
     host_key = keygen(d / "ssh_host_ed25519_key")
+    rsa_host_key = keygen(d / "ssh_host_rsa_key", kind="rsa")
     client_key = keygen(d / "client_key")
     (d / "authorized_keys").write_text(public_line(client_key.with_suffix(".pub")) + "\n")
     if os.geteuid() == 0:
@@ -127,6 +129,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 Port {port}
 ListenAddress 127.0.0.1
 HostKey {host_key}
+HostKey {rsa_host_key}
 PidFile {d}/sshd.pid
 AuthorizedKeysFile {d}/authorized_keys
 UsePAM no
@@ -145,7 +148,15 @@ Subsystem sftp {sftp_server}
     proc = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(log)])
     try:
         wait_for_banner(port, proc, log)
-        yield Sshd(port, getpass.getuser(), host_key.with_suffix(".pub"), client_key, log, d)
+        yield Sshd(
+            port,
+            getpass.getuser(),
+            host_key.with_suffix(".pub"),
+            rsa_host_key.with_suffix(".pub"),
+            client_key,
+            log,
+            d,
+        )
     finally:
         proc.terminate()  # this sshd only, by its PID
         try:
@@ -437,6 +448,48 @@ def test_hashed_known_hosts_entry(sshd: Sshd, tmp_path: Path) -> None:
     assert kh.read_text().startswith("|1|")
     with connect(host) as t:
         assert t.run(["true"]).returncode == 0
+
+
+def test_host_known_by_its_rsa_key_only(sshd: Sshd, tmp_path: Path) -> None:
+    # The server prefers ED25519; the client must ask for the type on record, as ssh does.
+    host = sshd.host(tmp_path)
+    kh = Path(host.known_hosts_files[0])
+    kh.write_text(f"[127.0.0.1]:{sshd.port} {public_line(sshd.rsa_host_key_pub)}\n")
+    with connect(host) as t:
+        assert t.run(["true"]).returncode == 0
+    assert kh.read_text().count("\n") == 1
+
+
+def test_hash_known_hosts_from_ssh_config(sshd: Sshd, tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n  HashKnownHosts yes\n")
+    host = sshd.host(tmp_path)
+    kh = Path(host.known_hosts_files[0])
+    kh.write_text("")
+    with connect(host, accept_new_host_keys=True, ssh_config_path=str(config)) as t:
+        assert t.run(["true"]).returncode == 0
+    recorded = kh.read_text()
+    assert recorded.startswith("|1|") and "127.0.0.1" not in recorded
+    # OpenSSH itself finds the hashed entry
+    found = subprocess.run(
+        [SSH_KEYGEN, "-F", f"[127.0.0.1]:{sshd.port}", "-f", str(kh)], capture_output=True, text=True
+    )
+    assert found.returncode == 0 and "ssh-ed25519" in found.stdout
+
+
+def test_known_hosts_patterns_and_revoked_keys(sshd: Sshd, tmp_path: Path) -> None:
+    host = sshd.host(tmp_path)
+    kh = Path(host.known_hosts_files[0])
+    key = public_line(sshd.host_key_pub)
+    kh.write_text(f"[127.0.0.*]:*,!other {key}\n")  # wildcards, as OpenSSH allows
+    with connect(host) as t:
+        assert t.run(["true"]).returncode == 0
+    kh.write_text(f"[127.0.0.*]:*,![127.0.0.1]:{sshd.port} {key}\n")  # negated: no match, so unknown
+    with pytest.raises(HostKeyError, match="is not known"):
+        connect(host)
+    kh.write_text(f"{sshd.known_hosts_line}@revoked * {key}\n")
+    with pytest.raises(HostKeyError, match="marked as revoked"):
+        connect(host, accept_new_host_keys=True)
 
 
 def test_corrupt_known_hosts_lines_are_skipped(sshd: Sshd, tmp_path: Path) -> None:
