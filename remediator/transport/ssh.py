@@ -364,8 +364,10 @@ class _Opener:
             raise InputError(
                 "ProxyJump", f"more than {_MAX_JUMPS} jump hosts for {ep.label} (a loop in ~/.ssh/config?)"
             )
-        assert ep.proxy_jump is not None
-        *earlier, last = [j.strip() for j in ep.proxy_jump.split(",") if j.strip()]
+        jumps = [j.strip() for j in (ep.proxy_jump or "").split(",") if j.strip()]
+        if not jumps:
+            raise InputError("ProxyJump", f"empty jump host list {ep.proxy_jump!r} for {ep.label}")
+        *earlier, last = jumps
         user, alias, port = _parse_jump(last)
         jump = resolve_endpoint(
             self.config,
@@ -378,7 +380,13 @@ class _Opener:
             known_hosts=self.known_hosts,
             strict_host_key_checking=ep.strict_host_key_checking,
         )
-        jump_transport, jump_hops = self.open(jump, depth + 1)
+        try:
+            jump_transport, jump_hops = self.open(jump, depth + 1)
+        except TransportError as exc:
+            if exc.message.startswith("jump host "):
+                raise
+            # Say which hop failed: "connection refused (10.0.0.1:22)" alone would read as the target.
+            raise type(exc)(f"jump host {jump.label}: {exc.message}", hint=exc.hint) from None
         hops.extend(jump_hops)
         hops.append((jump.label, jump_transport))
         try:

@@ -580,8 +580,24 @@ def test_proxy_jump_cannot_reach_target(sshd: Sshd, tmp_path: Path) -> None:
 def test_unknown_jump_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     host = sshd.host(tmp_path, proxy_jump=f"{sshd.user}@127.0.0.1:{sshd.port}")
     Path(host.known_hosts_files[0]).write_text("")
-    with pytest.raises(HostKeyError, match="is not known"):
+    with pytest.raises(
+        HostKeyError, match=f"^jump host {sshd.user}@127.0.0.1:{sshd.port}: Host key .* not known"
+    ):
         connect(host)
+
+
+def test_unreachable_jump_host_is_named(sshd: Sshd, tmp_path: Path) -> None:
+    closed = free_port()
+    host = sshd.host(tmp_path, proxy_jump=f"bastion:{closed},{sshd.user}@127.0.0.1:{sshd.port}")
+    with pytest.raises(HostUnreachable, match=f"^jump host bastion:{closed}: ") as exc:
+        connect(host, ssh_config_path=str(_config(tmp_path, "Host bastion\n  HostName 127.0.0.1\n")))
+    assert "connection refused" in str(exc.value)
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ssh_config"
+    path.write_text(text)
+    return path
 
 
 def test_ssh_args_with_known_hosts_file_are_honoured_from_an_inventory(sshd: Sshd, tmp_path: Path) -> None:
