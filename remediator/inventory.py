@@ -8,6 +8,7 @@ ansible is imported only here, and what it prints is captured and turned into ou
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shlex
@@ -81,7 +82,11 @@ _DISPLAY_LOCK = threading.Lock()
 def _captured_ansible_output() -> Iterator[list[str]]:
     """Collect what ansible would print (warnings, deprecations) instead of letting it reach the terminal."""
     messages: list[str] = []
-    with _DISPLAY_LOCK:
+    stray = io.StringIO()
+    # ansible prints config warnings (a world-writable ansible.cfg directory, ...) while its modules are
+    # imported, before Display can be intercepted; sys.stdout/stderr are redirected for that (and any
+    # other direct print) while the inventory loads.
+    with _DISPLAY_LOCK, contextlib.redirect_stdout(stray), contextlib.redirect_stderr(stray):
         from ansible.utils.display import Display
 
         display = Display()
@@ -227,6 +232,12 @@ def _load(path: str, limit: str | None, is_host_list: bool, messages: list[str])
         manager = _Manager(loader=loader, sources=[source])
     except AnsibleError as exc:
         raise InputError(path, _first_line(exc)) from None
+    except Exception as exc:  # a broken ansible setup (missing plugin, collection), not the user's file
+        raise InputError(
+            path,
+            f"ansible could not load the inventory: {type(exc).__name__}: {exc}",
+            hint="check the ansible configuration (ansible.cfg, ANSIBLE_INVENTORY_ENABLED)",
+        ) from None
     if unparsed:
         raise InputError(
             path,

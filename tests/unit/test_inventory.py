@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -266,3 +268,16 @@ def test_inventory_host_is_hashable_and_frozen() -> None:
     assert InventoryHost("v6", "fe80::1", 2201).endpoint == "[fe80::1]:2201"
     with pytest.raises(AttributeError):
         host.port = 2  # type: ignore[misc]
+
+
+def test_ansible_import_time_warnings_stay_quiet(tmp_path: Path) -> None:
+    # ansible warns while it is imported when the working directory is world-writable and holds an
+    # ansible.cfg; a fresh interpreter shows whether that reaches the terminal.
+    cwd = tmp_path / "shared"
+    cwd.mkdir()
+    cwd.chmod(0o777)
+    (cwd / "ansible.cfg").write_text("[defaults]\n")
+    path = write(cwd, "hosts.ini", "[gpu]\ngpu0\n")
+    script = f"from remediator.inventory import load_inventory\nprint(len(load_inventory({path!r})))\n"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "1\n", "")
