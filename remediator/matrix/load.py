@@ -361,7 +361,7 @@ def _load_framework(
                     Variant(
                         tag=file.string(v["tag"], f"{vwhere}.tag"),
                         cuda=vcuda,
-                        cudnn=file.version(v["cudnn"], f"{vwhere}.cudnn"),
+                        cudnn=None if v["cudnn"] is None else file.version(v["cudnn"], f"{vwhere}.cudnn"),
                         default=v["tag"] == default_tag,
                         status=file.string(v["status"], f"{vwhere}.status"),
                         index_url=file.sources(v["index_url"], f"{vwhere}.index_url")[0],
@@ -383,7 +383,8 @@ def _load_framework(
             cudnn = file.version(row["cudnn"], f"{where}.cudnn")
             cuda_versions = [cuda]
             cudnn_versions = [cudnn]
-        assert cudnn is not None
+        if not cudnn_versions:
+            file.fail(where, "no variant records a cuDNN version")
         for cv in cudnn_versions:
             if not _cudnn_known(base, cv):
                 file.fail(where, f"cuDNN {cv.raw} is not in cudnn.yaml")

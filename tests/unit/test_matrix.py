@@ -43,7 +43,11 @@ def test_every_known_release_resolves_completely(m: Matrix, framework: str) -> N
         req = m.requirements(framework, version)
         assert req.version == version
         assert req.cuda is not None and req.cuda_ok(req.cuda)
-        assert req.cudnn is not None and req.cudnn_ok(req.cudnn)
+        if req.cudnn is not None:
+            assert req.cudnn_ok(req.cudnn)
+        else:  # only torch 1.12's PyPI (cu102) build has no recorded cuDNN
+            assert (framework, req.series) == ("pytorch", "1.12")
+        assert req.cudnn_range is not None
         assert req.min_driver == m.min_driver_for_cuda(req.cuda)
         assert req.sources and all(u.startswith("https://") for u in req.sources)
         assert req.packages

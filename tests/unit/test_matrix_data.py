@@ -267,3 +267,17 @@ def test_pytorch_1_13_python(m):
     req = m.requirements("pytorch", "1.13.0")
     assert req.python.raw == "3.7-3.10"
     assert req.python_ok("3.10.12") and not req.python_ok("3.11.0")
+
+
+def test_pytorch_1_12_pypi_wheel_is_the_cuda_10_2_build(m: Matrix) -> None:
+    # RELEASE.md 1.12 | >=3.7, <=3.10 | CUDA 11.3, CUDNN 8.3.2.44 | CUDA 11.6, CUDNN 8.3.2.44; the PyPI
+    # wheel is CUDA 10.2 (RELEASE.md "Special support cases") and has no nvidia-* requirements.
+    req = m.requirements("torch", "1.12.0+cu113")
+    assert req.version == "1.12.0"
+    assert [v.tag for v in req.variants] == ["cu102", "cu113", "cu116"]
+    assert req.cuda is not None and req.cuda.raw == "10.2" and req.cudnn is None
+    assert req.min_driver.raw == "440.33" and req.min_driver_compat is None
+    cu113 = req.variant("cu113")
+    assert cu113 is not None and cu113.cudnn is not None and cu113.cudnn.raw == "8.3.2.44"
+    assert req.wheels == ()
+    assert req.cudnn_ok("8.3.2") and req.cuda_ok("11.3")
