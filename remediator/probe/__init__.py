@@ -25,6 +25,7 @@ from remediator.probe.parse import (
     parse_torch_version,
 )
 from remediator.transport.base import Transport
+from remediator.transport.local import LocalTransport
 
 if TYPE_CHECKING:
     from remediator.fleet import FleetResult, HostResult
@@ -167,9 +168,10 @@ def probe_fleet(
     connect: Callable[..., Transport] | None = None,
     on_result: Callable[[HostResult], None] | None = None,
 ) -> FleetResult:
-    """Probe every host over SSH, `forks` at a time; one result per host (ok, failed or unreachable).
+    """Probe every host, `forks` at a time; one result per host (ok, failed or unreachable).
 
-    A host's inventory var `remediator_venv_roots` (a list) replaces `venv_roots` for that host.
+    Hosts with `ansible_connection=local` are probed on this machine; the others over SSH. A host's
+    inventory var `remediate_venv_roots` (a list of paths) replaces `venv_roots` for that host.
     """
     from remediator.fleet import run_fleet
 
@@ -179,10 +181,16 @@ def probe_fleet(
         connect = ssh_connect
 
     def probe_one(host: InventoryHost) -> HostFacts:
-        roots = host.vars.get("remediator_venv_roots") if isinstance(host.vars, dict) else None
-        if not (isinstance(roots, list) and all(isinstance(r, str) for r in roots)):
+        roots = host.vars.get("remediate_venv_roots")
+        if not (isinstance(roots, list | tuple) and roots and all(isinstance(r, str) for r in roots)):
             roots = list(venv_roots)
-        transport = connect(host, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout)
+        transport: Transport
+        if host.connection == "local":
+            transport = LocalTransport(host.name)
+        else:
+            transport = connect(
+                host, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout
+            )
         try:
             return probe_host(transport, host.name, venv_roots=roots, timeout=timeout)
         finally:

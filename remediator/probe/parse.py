@@ -551,6 +551,11 @@ class _Builder:
                 method = "deb"
             elif rpm_packages:
                 method = "rpm"
+            if method == "unknown" and path.startswith("/usr/lib/nvidia-cuda-toolkit") and self.dpkg:
+                # Debian's and Ubuntu's own toolkit package (not NVIDIA's repository).
+                name = "nvidia-cuda-toolkit"
+                if name in self.dpkg:
+                    method, packages = "deb", (f"{name}={self.dpkg[name]}",)
             if source == "dpkg" and method == "unknown":
                 method = "deb"
             is_default = default_real is not None and default_real == path
@@ -660,6 +665,11 @@ class _Builder:
             for header, version in found:
                 if header.real in used_headers:
                     continue
+                self.note(
+                    header.real,
+                    f"a cuDNN {_dotted(version)} header without cuDNN {version[0]} libraries beside it"
+                    " (left over from an older copy?)",
+                )
                 installs.append(
                     self._cudnn_install(
                         _dotted(version), posixpath.dirname(header.real), header.real, (), prefix, version[0]
@@ -718,17 +728,20 @@ class _Builder:
         )
 
     def _env_owning(self, path: str) -> tuple[str, list[_Dist], str, list[str]] | None:
+        """The env a directory belongs to: the innermost one (a conda env inside the base's envs/)."""
+        best: tuple[int, _Node] | None = None
         for env in self.envs_raw:
             env_path = env.get("path").text()
             sites = env.get("site_packages").strs()
             kind = env.get("kind").text()
-            inside_site = any(path == s or path.startswith(s.rstrip("/") + "/") for s in sites)
-            inside_conda = kind == "conda" and (
-                path == env_path or path.startswith(env_path.rstrip("/") + "/")
-            )
-            if inside_site or inside_conda:
-                return env_path, self._dists(env), kind, env.get("conda_meta").strs()
-        return None
+            inside_site = any(_within(path, s) for s in sites)
+            inside_conda = kind == "conda" and _within(path, env_path)
+            if (inside_site or inside_conda) and (best is None or len(env_path) > best[0]):
+                best = (len(env_path), env)
+        if best is None:
+            return None
+        env = best[1]
+        return env.get("path").text(), self._dists(env), env.get("kind").text(), env.get("conda_meta").strs()
 
     # --- the loader ----------------------------------------------------------------------------
 
@@ -843,7 +856,8 @@ class _Builder:
             yield self._jax(jax, dists, env_cudnn)
 
     def _jax(self, jax: _Dist, dists: list[_Dist], env_cudnn: str | None) -> Framework:
-        plugin = next((d for d in dists if re.fullmatch(r"jax-cuda\d+-(plugin|pjrt)", d.key)), None)
+        plugins = [d for d in dists if re.fullmatch(r"jax-cuda\d+-(plugin|pjrt)", d.key)]
+        plugin = next((d for d in plugins if d.key.endswith("-plugin")), plugins[0] if plugins else None)
         jaxlib = next((d for d in dists if d.key == "jaxlib"), None)
         if plugin is not None:
             cuda_major = re.sub(r"\D", "", plugin.key.split("-")[1])
@@ -1094,6 +1108,11 @@ def _cudnn_package(packages: dict[str, str], major: int) -> str | None:
         if re.fullmatch(rf"(lib)?cudnn{major}(-cuda-\d+)?", name):
             return f"{name}={packages[name]}"
     return None
+
+
+def _within(path: str, directory: str) -> bool:
+    directory = directory.rstrip("/")
+    return path == directory or path.startswith(directory + "/")
 
 
 def _header_version(defines: Iterable[str]) -> tuple[int, ...] | None:

@@ -86,9 +86,10 @@ LDCACHE_RE = re.compile(
     r"^\s*(libcuda|libnvidia-ml|libcudnn|libcudart|libcublas|libcufft|libcurand|libcusolver|libcusparse"
     r"|libnccl|libnvrtc|libnvJitLink|libnvjitlink|libnvinfer|libcupti)"
 )
-PACKAGE_RE = re.compile(r"^(cuda|libcudnn|cudnn|nvidia|libnvidia|kmod-nvidia|xorg-x11-drv-nvidia)", re.I)
+PACKAGE_RE = re.compile(
+    r"^(cuda|libcuda|libcudnn|cudnn|nvidia|libnvidia|kmod-nvidia|xorg-x11-drv-nvidia)", re.I
+)
 CONDA_RE = re.compile(r"^(cuda|cudnn|cudatoolkit|libcudnn|pytorch|tensorflow|jaxlib|jax|python|nccl)", re.I)
-PYTHON_NAME_RE = re.compile(r"^python3(\.\d+)?$")
 LOG_LINE_RE = re.compile(r"(?i)(/cuda-\d|driver version|installing|uninstall)")
 SKIP_DIRS = frozenset(
     [
@@ -151,10 +152,24 @@ class Probe:
     # --- paths inside the (optional) root --------------------------------------------------------
 
     def R(self, path):
-        """The local path of a host path: under --root when one was given."""
+        """The local path of a host path, symlinks not resolved: under --root when one was given."""
         if self.root == "/":
             return path
         return os.path.join(self.root, path.lstrip("/"))
+
+    def L(self, path):
+        """The local path of a host path with its symlinks resolved inside the root (follows links)."""
+        if self.root == "/":
+            return path
+        real = self.resolve(path)
+        return self.R(real if real is not None else path)
+
+    def N(self, path):
+        """The local path of a host path whose last component is not followed (lstat, readlink)."""
+        if self.root == "/":
+            return path
+        parent = self.resolve(os.path.dirname(path)) or os.path.dirname(path)
+        return self.R(os.path.join(parent, os.path.basename(path)))
 
     def note(self, where, message):
         if len(self.notes) < 500:
@@ -165,25 +180,28 @@ class Probe:
 
     def isdir(self, path):
         try:
-            return stat.S_ISDIR(os.stat(self.R(path)).st_mode)
+            return stat.S_ISDIR(os.stat(self.L(path)).st_mode)
         except OSError:
             return False
 
     def isfile(self, path):
         try:
-            return stat.S_ISREG(os.stat(self.R(path)).st_mode)
+            return stat.S_ISREG(os.stat(self.L(path)).st_mode)
         except OSError:
             return False
 
     def islink(self, path):
-        return os.path.islink(self.R(path))
+        return os.path.islink(self.N(path))
 
     def exists(self, path):
-        return os.path.exists(self.R(path))
+        return os.path.exists(self.L(path))
+
+    def lexists(self, path):
+        return os.path.lexists(self.N(path))
 
     def readlink(self, path):
         try:
-            return os.readlink(self.R(path))
+            return os.readlink(self.N(path))
         except OSError:
             return None
 
@@ -200,8 +218,10 @@ class Probe:
                 resolved = os.path.dirname(resolved)
                 continue
             candidate = os.path.join(resolved, part)
-            target = self.readlink(candidate)
-            if target is None:
+            try:
+                # `resolved` has no links left, so the raw local path is the right one here.
+                target = os.readlink(self.R(candidate))
+            except OSError:
                 resolved = candidate
                 continue
             hops += 1
@@ -231,7 +251,7 @@ class Probe:
         """Names in a directory (bounded); [] with a note when it cannot be read."""
         names = []
         try:
-            with os.scandir(self.R(path)) as it:
+            with os.scandir(self.L(path)) as it:
                 for entry in it:
                     names.append(entry.name)
                     if len(names) >= int(self.options["max_entries"]):
@@ -249,7 +269,7 @@ class Probe:
 
     def read_bytes(self, path, cap):
         try:
-            with open(self.R(path), "rb") as handle:
+            with open(self.L(path), "rb") as handle:
                 return handle.read(cap)
         except FileNotFoundError:
             return None
@@ -282,7 +302,7 @@ class Probe:
                 continue
             seen.add(d)
             candidate = os.path.join(d, name)
-            local = self.R(candidate)
+            local = self.L(candidate)
             if os.path.isfile(local) and os.access(local, os.X_OK):
                 return candidate
         return None
@@ -299,7 +319,7 @@ class Probe:
             "timed_out": False,
             "error": None,
         }
-        local_argv = [self.R(argv[0])] + list(argv[1:])
+        local_argv = [self.L(argv[0])] + list(argv[1:])
         try:
             proc = subprocess.Popen(
                 local_argv,
@@ -564,11 +584,12 @@ class Probe:
     def collect_envs(self, doc):
         envs = []
         pythons = []
+        names = ["python3"] + ["python3.%d" % minor for minor in range(6, 20)]
         for directory in ("/usr/bin", "/usr/local/bin"):
-            for name in self.listdir(directory):
-                if not PYTHON_NAME_RE.match(name):
-                    continue
+            for name in names:  # asked by name: /usr/bin may hold more entries than we list
                 path = directory + "/" + name
+                if not self.lexists(path):
+                    continue
                 real = self.resolve(path)
                 pythons.append({"path": path, "real": real})
         doc["pythons"] = pythons
@@ -591,9 +612,11 @@ class Probe:
                 prefix + "/lib/python" + minor + "/dist-packages",
             ]
             if prefix == "/usr":
-                sites.extend(
-                    ["/usr/lib/python3/dist-packages", "/usr/local/lib/python" + minor + "/dist-packages"]
-                )
+                # Debian's own and pip-as-root's dist-packages; RHEL's pip-as-root site-packages.
+                sites.append("/usr/lib/python3/dist-packages")
+                for lib in ("lib", "lib64"):
+                    for kind in ("dist-packages", "site-packages"):
+                        sites.append("/usr/local/%s/python%s/%s" % (lib, minor, kind))
             envs.append(self.env_record(prefix, "system", real, [s for s in sites if self.isdir(s)]))
             for home in ["/root"] + ["/home/" + n for n in self.listdir("/home")]:
                 user_site = home + "/.local/lib/python" + minor + "/site-packages"
@@ -604,7 +627,7 @@ class Probe:
             python = None
             for name in ("python3", "python"):
                 candidate = path + "/bin/" + name
-                if self.exists(candidate):
+                if self.lexists(candidate):
                     python = candidate
                     break
             sites = []
@@ -652,7 +675,7 @@ class Probe:
                     return found
                 visited += 1
                 try:
-                    st = os.lstat(self.R(path))
+                    st = os.lstat(self.N(path))
                 except OSError:
                     continue
                 if not stat.S_ISDIR(st.st_mode):  # symlinks are never followed: no loops
@@ -746,7 +769,8 @@ class Probe:
                     continue
                 value = match.group(1).strip().strip("'\"")
                 for part in value.split(":"):
-                    part = part.strip().strip("'\"")
+                    # `/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}`: keep what precedes `$`.
+                    part = part.split("$", 1)[0].strip().strip("'\"")
                     if part.startswith("/"):
                         ld_paths.append(
                             {"path": part, "source": source, "exists": self.isdir(part), "line": line}
