@@ -307,7 +307,7 @@ def _sort_key(raw: str) -> tuple[Version, str]:
         return Version("0"), raw
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Matrix:
     """All compatibility facts, loaded and validated; the query methods are the public API."""
 
