@@ -49,7 +49,8 @@ def generate(n: int, seed: int) -> list[tuple[HostFacts, str]]:
         facts = dataclasses.replace(
             base,
             host=f"gpu{i:05d}",
-            driver=dataclasses.replace(base.driver, version=rng.choice(DRIVERS)) if base.driver.version else base.driver,
+            driver=(dataclasses.replace(base.driver, version=rng.choice(DRIVERS))
+                    if base.driver.version else base.driver),
             toolkits=tks or base.toolkits,
             cudnn=dnn or base.cudnn,
             loader=dataclasses.replace(base.loader, ld_library_path=ld) if ld else base.loader,

@@ -242,12 +242,17 @@ def _resolve_cuda_link(path: str, facts: HostFacts) -> str:
 
 
 def _search_order(facts: HostFacts) -> list[tuple[str, str]]:
-    """Directories in the order the dynamic loader searches them, with where each came from."""
+    """Directories in the order the dynamic loader searches them, with where each came from.
+
+    An entry through the /usr/local/cuda link is resolved to its toolkit, and says so in its source.
+    """
     order: list[tuple[str, str]] = []
     seen: set[str] = set()
 
     def add(path: str, source: str) -> None:
         p = _resolve_cuda_link(path, facts)
+        if p != _norm(path):
+            source = f"{source} as {path}"
         if p and p not in seen:
             seen.add(p)
             order.append((p, source))
@@ -412,12 +417,15 @@ def _system_stack(facts: HostFacts, req: Requirements) -> list[Finding]:
             ))
         if reached is not None and reached[0] not in fitting:
             tk, source = reached
+            via_link = " as /usr/local/cuda" in source
             out.append(_finding(
                 "CUDA_WRONG_DEFAULT",
                 f"the loader finds CUDA {tk.version} ({tk.path}) first, through {source}; {req.framework} "
                 f"{req.version} needs {wanted}",
                 [("reached", tk.path), ("through", source), ("fits", ", ".join(t.path for t in fitting))],
-                fix=f"remove {tk.path} from {source} and pin the venv's LD_LIBRARY_PATH to {fitting[0].path}",
+                fix=(f"point /usr/local/cuda at {fitting[0].path}" if via_link
+                     else f"remove {tk.path} from {source}") + f" and pin the venv's LD_LIBRARY_PATH to "
+                f"{fitting[0].path}",
             ))
 
     system_cudnn = [c for c in facts.cudnn if c.install_method not in ("pip", "conda")]
@@ -441,7 +449,8 @@ def _system_stack(facts: HostFacts, req: Requirements) -> list[Finding]:
                 f"{req.version} was built with cuDNN {req.cudnn} and needs {wanted_dnn}",
                 [("reached", f"{chosen.version} ({chosen.path})"), ("through", how), ("needs", wanted_dnn),
                  ("fits", ", ".join(f"{c.version} ({c.path})" for c in fits) or "none")],
-                fix=f"install cuDNN {req.cudnn} and pin the venv's LD_LIBRARY_PATH to it",
+                fix=f"pin the venv's LD_LIBRARY_PATH to {fits[0].path}" if fits
+                else f"install cuDNN {req.cudnn} and pin the venv's LD_LIBRARY_PATH to it",
             ))
     # Wheel/conda libraries on the global search path shadow the system stack this framework needs.
     out += _env_libs_on_global_path(facts)

@@ -269,7 +269,8 @@ def _from_jsonable(tp: Any, value: Any, source: str, path: str) -> Any:
             return tuple(_from_jsonable(args[0], v, source, f"{path}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise InputError(source, f"expected {len(args)} items, got {len(value)}", field=path)
-        return tuple(_from_jsonable(a, v, source, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_from_jsonable(a, v, source, f"{path}[{i}]") for i, (a, v) in pairs)
     if tp is bool:
         if not isinstance(value, bool):
             raise InputError(source, f"expected true or false, got {_kind(value)}", field=path)

@@ -259,7 +259,8 @@ class _Builder:
         spec = f"{pkg}[and-cuda]=={req.version}" if req.bundles_cuda and req.framework == "tensorflow" \
             else f"{pkg}=={req.version}"
         self.add("pip_install", answers, f"{req.framework} {req.version}, pinned exactly",
-                 venv=self.venv, requirements=[spec], expected_wheels=[f"{n}=={v}" for n, v in req.wheels])
+                 venv=self.venv, requirements=[spec],
+                 expected_wheels=[f"{n}=={v}" if v[:1].isdigit() else f"{n}{v}" for n, v in req.wheels])
         for env in self.facts.envs:
             if env.kind != "system" and _norm(env.path) != _norm(self.venv):
                 self.kept.append(f"{env.path}: existing env left as it is")
@@ -385,8 +386,7 @@ class _Builder:
                 self.quarantine_cudnn_copy(copy, "CUDNN_SHADOWED" if shadows else "CUDNN_MISMATCH")
                 fitting = [c for c in fitting if c is not copy]
         if fitting:
-            best = max(fitting, key=lambda c: (c.install_method in ("deb", "rpm"),
-                                               try_version(c.version).release if try_version(c.version) else ()))
+            best = max(fitting, key=lambda c: (c.install_method in ("deb", "rpm"), _release(c.version)))
             self.kept.append(f"{best.path}: cuDNN {best.version} fits {req.framework} {req.version}")
             return _norm(self.resolve_link(best.path))
         major = str(req.cudnn).split(".")[0] if req.cudnn else "8"
@@ -458,7 +458,12 @@ def _choose_toolkit(fitting: list[CudaToolkit], req: Requirements, default: Cuda
     same = [t for t in fitting if tested is not None and try_version(t.version) is not None
             and try_version(t.version).major_minor() == tested.major_minor()]  # type: ignore[union-attr]
     pool = same or fitting
-    return max(pool, key=lambda t: try_version(t.version).release if try_version(t.version) else ())  # type: ignore[union-attr]
+    return max(pool, key=lambda t: _release(t.version))
+
+
+def _release(raw: str) -> tuple[int, ...]:
+    v = try_version(raw)
+    return v.release if v is not None else ()
 
 
 def _norm(path: str) -> str:

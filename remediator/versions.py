@@ -49,7 +49,7 @@ class RawVersion:
         return self.parsed.release[0]
 
     def major_minor(self) -> tuple[int, int]:
-        rel = self.parsed.release + (0,)
+        rel = (*self.parsed.release, 0)
         return rel[0], rel[1]
 
     def _key(self) -> tuple[int, ...]:

@@ -9,6 +9,9 @@ import click
 # module name in remediator.cli -> attribute holding the click command or group.
 # Add one line per command module.
 _COMMANDS: list[tuple[str, str]] = [
+    ("matrix", "matrix"),
+    ("diagnose", "diagnose"),
+    ("plan", "plan"),
 ]
 
 

@@ -105,10 +105,10 @@ def _plan_one(facts: HostFacts, target: Target | None, matrix: object, policy: P
 def _plan_inventory(inventory: str, limit: str | None, target: Target | None, matrix: object, policy: Policy,
                     forks: int, accept_new: bool) -> list[HostPlan]:
     from remediator.inventory import load_inventory
-    from remediator.probe import probe_inventory_hosts
+    from remediator.probe import probe_fleet
 
     inv = load_inventory(inventory, limit)
-    results = probe_inventory_hosts(inv.hosts, forks=forks, accept_new_host_keys=accept_new)
+    results = probe_fleet(inv.hosts, forks=forks, accept_new_host_keys=accept_new).results
     by_name = {h.name: h for h in inv.hosts}
     out = []
     for r in results:

@@ -198,11 +198,21 @@ def test_loader_reaching_wrong_toolkit_through_ld_library_path() -> None:
     assert ("reached", "/usr/local/cuda-10.2") in f.evidence
 
 
-def test_newer_11x_toolkit_is_fine_for_tf_built_with_110() -> None:
-    # CUDA minor version compatibility: TF built against 11.x runs on a later 11.y toolkit.
+def test_newer_11x_toolkit_is_fine_for_tf_built_with_112() -> None:
+    # CUDA minor version compatibility: TF 2.6 built against 11.2 runs on a later 11.y toolkit
+    # (https://docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html).
     facts = healthy_tf24(driver=driver("470.57.02"), toolkits=(toolkit("11.4.152", default=True),),
+                         cudnn=(cudnn_copy_in_toolkit("8.2.4", "/usr/local/cuda-11.4"),),
+                         envs=(venv("/opt/venvs/tf", "3.9.7", tf("2.6.0", "11.2", "8")),))
+    assert not has_errors(run(facts, "tensorflow==2.6.0"))
+
+
+def test_tf24_needs_exactly_cuda_110() -> None:
+    # https://github.com/tensorflow/tensorflow/issues/45263: TF 2.4 loads libcusolver.so.10, which only
+    # CUDA 11.0 ships, so an 11.1+ toolkit alone does not run it.
+    facts = healthy_tf24(toolkits=(toolkit("11.4.152", default=True),),
                          cudnn=(cudnn_copy_in_toolkit("8.2.4", "/usr/local/cuda-11.4"),))
-    assert not has_errors(run(facts, "tensorflow==2.4.1"))
+    assert "CUDA_MISSING" in codes(run(facts, "tensorflow==2.4.1"))
 
 
 def test_missing_toolkit() -> None:
@@ -221,7 +231,7 @@ def test_cudnn_older_minor_than_built_with() -> None:
                  cudnn=(cudnn_deb("8.5.0", "libcudnn8=8.5.0.96-1+cuda11.7"),),
                  envs=(venv("/opt/tf212", "3.10.12", tf("2.12.0", "11.8", "8")),))
     f = one(run(facts, "tensorflow==2.12.0"), "CUDNN_MISMATCH")
-    assert ("reached", f"8.5.0 (/usr/lib/x86_64-linux-gnu)") in f.evidence
+    assert ("reached", "8.5.0 (/usr/lib/x86_64-linux-gnu)") in f.evidence
 
 
 def test_cudnn_copied_into_toolkit_beside_packaged_one() -> None:

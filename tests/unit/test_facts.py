@@ -75,7 +75,7 @@ def test_load_facts_file_errors(tmp_path: Path) -> None:
         load_facts_file(str(tmp_path / "nope.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(InputError, match="bad.json: not valid JSON"):
+    with pytest.raises(InputError, match=r"bad\.json: not valid JSON"):
         load_facts_file(str(bad))
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps([sample().to_dict(), {"host": "x", "gpus": "none"}]))

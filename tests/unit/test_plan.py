@@ -32,9 +32,11 @@ VENV_TF = "/opt/remediator/venvs/tensorflow-2.4.1"
 SYSTEM_PY38 = PythonEnv(path="/usr", kind="system", python="/usr/bin/python3", python_version="3.8.10")
 
 
-def plan_for(facts: HostFacts, target: str, policy: Policy = Policy()) -> HostPlan:
+def plan_for(facts: HostFacts, target: str, policy: Policy | None = None) -> HostPlan:
+    policy = policy or Policy()
     result = plan_host(facts, parse_target(target), MATRIX, policy)
-    validate(Plan(hosts=(result,), matrix_version=MATRIX.version, policy=policy, created_at="2026-11-26T00:00:00+00:00"))
+    validate(Plan(hosts=(result,), matrix_version=MATRIX.version, policy=policy,
+                  created_at="2026-11-26T00:00:00+00:00"))
     return result
 
 
@@ -194,19 +196,20 @@ def test_old_driver_blocks_unless_driver_changes_are_allowed() -> None:
 def test_reboot_pending_blocks_with_a_reboot_action() -> None:
     facts = two_toolkits(driver=Driver(source="nvidia-smi", kernel_module_version="460.56",
                                        userspace_version="460.73.01",
-                                       error="Failed to initialize NVML: Driver/library version mismatch"))
+                                       error="Failed to initialize NVML: Driver/library version mismatch"),
+                         toolkits=(toolkit("11.0.221", default=True),),
+                         cudnn=(cudnn_copy_in_toolkit("8.0.5", "/usr/local/cuda-11.0"),))
     result = plan_for(facts, "tensorflow==2.4.1")
     assert result.status == "blocked"
     assert [a.kind for a in result.actions] == ["reboot"]
 
 
 def test_managed_venv_already_right_is_kept() -> None:
-    facts = two_toolkits(toolkits=(toolkit("11.0.221", default=True),),
-                         cudnn=(cudnn_copy_in_toolkit("8.0.5", "/usr/local/cuda-11.0"),
-                                cudnn_copy_in_toolkit("8.5.0", "/usr/local/cuda-11.0")),
-                         envs=(SYSTEM_PY38, venv(VENV_TF, "3.8.10", tf("2.4.1", "11.0", "8"))))
+    # The loader still reaches the wrong toolkit, but the venv an earlier apply made is right.
+    facts = two_toolkits(envs=(SYSTEM_PY38, venv(VENV_TF, "3.8.10", tf("2.4.1", "11.0", "8"))))
     result = plan_for(facts, "tensorflow==2.4.1")
-    assert not actions(result, "create_venv")
+    assert result.status == "changes"
+    assert not actions(result, "create_venv") and not actions(result, "pip_install")
     assert any(k.startswith(f"{VENV_TF}: already has") for k in result.kept)
 
 
@@ -245,3 +248,10 @@ def test_cudnn_wheel_env_for_tf215_needs_nothing_but_driver() -> None:
                  envs=(PythonEnv("/usr", "system", "/usr/bin/python3", "3.11.6"),
                        venv(env, "3.11.6", tf("2.15.0", "12.2", "8"), wheels=(("nvidia-cudnn-cu12", "8.9.4.25"),))))
     assert plan_for(facts, "tensorflow==2.15.0").status == "compliant"
+
+
+def test_wrong_managed_venv_is_quarantined_and_rebuilt() -> None:
+    facts = two_toolkits(envs=(SYSTEM_PY38, venv(VENV_TF, "3.8.10", tf("2.3.0", "10.1", "7"))))
+    result = plan_for(facts, "tensorflow==2.4.1")
+    assert VENV_TF in quarantined(result)
+    assert actions(result, "create_venv")[0].params["path"] == VENV_TF
