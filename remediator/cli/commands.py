@@ -12,6 +12,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("matrix", "matrix"),
     ("diagnose", "diagnose"),
     ("plan", "plan"),
+    ("lab", "lab"),
 ]
 
 
