@@ -54,10 +54,14 @@ class RawVersion:
 
     def _key(self) -> tuple[int, ...]:
         # Strip trailing zeros so that 11.2 == 11.2.0 (packaging does the same).
-        rel = list(self.parsed.release)
-        while len(rel) > 1 and rel[-1] == 0:
-            rel.pop()
-        return tuple(rel)
+        key = self.__dict__.get("_cached_key")
+        if key is None:
+            rel = list(self.parsed.release)
+            while len(rel) > 1 and rel[-1] == 0:
+                rel.pop()
+            key = tuple(rel)
+            object.__setattr__(self, "_cached_key", key)
+        return key
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RawVersion):
@@ -76,16 +80,18 @@ class RawVersion:
         return self.raw
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_version(raw: str) -> RawVersion:
+    # Cached: a fleet repeats the same few hundred version strings, and RawVersion is immutable.
     return RawVersion.parse(raw)
 
 
 def try_version(raw: str | None) -> RawVersion | None:
     """Parse or return None: host facts are untrusted and may hold anything."""
-    if raw is None:
+    if raw is None or not isinstance(raw, str):
         return None
     try:
-        return RawVersion.parse(raw)
+        return parse_version(raw)
     except ValueError:
         return None
 

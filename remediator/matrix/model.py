@@ -7,6 +7,7 @@ are answered from these frozen values without touching hosts, files or the clock
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -324,10 +325,12 @@ class Matrix:
     def frameworks(self) -> tuple[str, ...]:
         return tuple(sorted(self.releases))
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - Matrix is immutable and lives for the process
     def known_versions(self, framework: str) -> tuple[str, ...]:
         name = normalize_framework(framework)
         return tuple(sorted(self.releases.get(name, {}), key=_sort_key))
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - Matrix is immutable and lives for the process
     def requirements(self, framework: str, version: str) -> Requirements:
         name = normalize_framework(framework)
         table = self.releases.get(name, {})
@@ -348,6 +351,7 @@ class Matrix:
     def requirements_for(self, target: Target) -> Requirements:
         return self.requirements(target.framework, target.version)
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - Matrix is immutable and lives for the process
     def _cuda_row(self, version: str | RawVersion) -> CudaRelease:
         parsed = version if isinstance(version, RawVersion) else try_version(str(version))
         label = str(version)
@@ -417,6 +421,7 @@ class Matrix:
                 raise
             return parsed.major
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - Matrix is immutable and lives for the process
     def runnable_with_driver(self, framework: str, driver: str | RawVersion) -> tuple[str, ...]:
         """Releases of `framework` that some supported setup runs on `driver` (see driver_floor)."""
         parsed = driver if isinstance(driver, RawVersion) else try_version(str(driver))
