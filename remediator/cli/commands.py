@@ -9,6 +9,7 @@ import click
 # module name in remediator.cli -> attribute holding the click command or group.
 # Add one line per command module.
 _COMMANDS: list[tuple[str, str]] = [
+    ("probe", "probe"),
     ("matrix", "matrix"),
     ("diagnose", "diagnose"),
     ("plan", "plan"),

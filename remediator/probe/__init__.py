@@ -36,8 +36,7 @@ if TYPE_CHECKING:
 PROBE_ARGV: tuple[str, ...] = (
     "sh",
     "-c",
-    "command -v python3 >/dev/null || { echo 'remediator: python3 not found' >&2; exit 127; };"
-    " exec python3 -",
+    "command -v python3 >/dev/null || { echo 'remediator: python3 not found' >&2; exit 127; }; exec python3 -",
 )
 PYTHON3_MISSING_MARKER = "remediator: python3 not found"
 TOO_OLD_MARKER = "remediator: python3 too old"
@@ -166,8 +165,8 @@ def probe_fleet(
     timeout: float = DEFAULT_TIMEOUT,
     venv_roots: Sequence[str] = DEFAULT_VENV_ROOTS,
     connect: Callable[..., Transport] | None = None,
-    on_result: Callable[[HostResult], None] | None = None,
-) -> FleetResult:
+    on_result: Callable[[HostResult[HostFacts]], None] | None = None,
+) -> FleetResult[HostFacts]:
     """Probe every host, `forks` at a time; one result per host (ok, failed or unreachable).
 
     Hosts with `ansible_connection=local` are probed on this machine; the others over SSH. A host's
@@ -188,9 +187,7 @@ def probe_fleet(
         if host.connection == "local":
             transport = LocalTransport(host.name)
         else:
-            transport = connect(
-                host, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout
-            )
+            transport = connect(host, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout)
         try:
             return probe_host(transport, host.name, venv_roots=roots, timeout=timeout)
         finally:

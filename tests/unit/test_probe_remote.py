@@ -11,8 +11,6 @@ after changing the script on purpose:
     REMEDIATOR_RECORD_PROBE=1 .venv/bin/pytest tests/unit/test_probe_remote.py -k recorded
 """
 
-# ruff: noqa: E501  (file contents below stay on one line each, as the real files have them)
-
 from __future__ import annotations
 
 import ast
