@@ -18,7 +18,7 @@ import yaml
 from remediator.errors import InputError
 from remediator.lab import catalog
 
-# The finding codes a diagnosis can produce (issue #1); `expect` lists may use only these.
+# The finding codes a diagnosis can produce (docs/diagnosis.md); `expect` lists may use only these.
 FINDING_CODES: frozenset[str] = frozenset(
     {
         "DRIVER_MISSING",
@@ -37,6 +37,8 @@ FINDING_CODES: frozenset[str] = frozenset(
         "FRAMEWORK_VERSION_MISMATCH",
         "LIB_SHADOWED",
         "LDPATH_MISSING_DIR",
+        "DRIVER_MINOR_COMPAT",
+        "UNPARSABLE_VERSION",
     }
 )
 
