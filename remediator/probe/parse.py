@@ -63,9 +63,7 @@ def parse_probe_output(output: bytes | str, *, host: str) -> HostFacts:
         text = output
     stripped = text.strip()
     if not stripped:
-        raise ProbeError(
-            "the probe printed nothing", host=host, hint="run with --format json and check stderr"
-        )
+        raise ProbeError("the probe printed nothing", host=host, hint="run with --format json and check stderr")
     try:
         data = json.loads(stripped)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -443,9 +441,7 @@ class _Builder:
         if nvml_error and error != nvml_error and not nvml_ok:
             self.note("nvml", nvml_error)
         if source == "none" and error is None:
-            self.note(
-                "driver", "no NVIDIA driver found (no NVML library, no nvidia-smi, no /proc/driver/nvidia)"
-            )
+            self.note("driver", "no NVIDIA driver found (no NVML library, no nvidia-smi, no /proc/driver/nvidia)")
 
         driver = Driver(
             version=version,
@@ -481,10 +477,7 @@ class _Builder:
         query = next((a.split("=", 1)[1] for a in command.argv if a.startswith("--query-gpu=")), "")
         fields = [f.strip() for f in query.split(",")]
         for index, row in enumerate(self._smi_rows(command)):
-            value = {
-                f: (row[i] if i < len(row) and row[i] not in _SMI_MISSING else None)
-                for i, f in enumerate(fields)
-            }
+            value = {f: (row[i] if i < len(row) and row[i] not in _SMI_MISSING else None) for i, f in enumerate(fields)}
             memory = value.get("memory.total")
             yield Gpu(
                 index=index,
@@ -632,12 +625,21 @@ class _Builder:
                 continue  # cuDNN >= 8's cudnn.h only includes cudnn_version.h
             prefix = _prefix(posixpath.dirname(header.real))
             headers_by_prefix.setdefault(prefix, []).append((header, version))
-        for found in headers_by_prefix.values():
-            # Prefer cudnn_version*.h: a cudnn.h that still defines a version beside it is a leftover.
-            found.sort(key=lambda hv: (0 if "cudnn_version" in hv[0].real else 1, hv[0].real))
+        noted: set[str] = set()
+        for prefix, found in headers_by_prefix.items():
+            # Prefer cudnn_version.h, then cudnn_version_v9.h: a cudnn.h that still defines a version
+            # beside them is a leftover. One copy may ship the same header under two names (the
+            # nvidia-cudnn wheels hold cudnn_version.h and cudnn_version_v9.h): keep one per version.
+            found.sort(key=lambda hv: (_header_rank(hv[0].real), hv[0].real))
+            unique: list[tuple[_Header, tuple[int, ...]]] = []
             for header, version in found:
-                first, first_version = found[0]
-                if header is not first and version[0] == first_version[0] and version != first_version:
+                if all(version != v for _, v in unique):
+                    unique.append((header, version))
+            headers_by_prefix[prefix] = unique
+            first, first_version = unique[0]
+            for header, version in unique[1:]:
+                if version[0] == first_version[0]:
+                    noted.add(header.real)
                     self.note(
                         header.real,
                         f"says cuDNN {_dotted(version)} but {posixpath.basename(first.real)} beside it says"
@@ -649,27 +651,24 @@ class _Builder:
         for d in self.lib_dirs:
             prefix = _prefix(d.real)
             for major, libraries, lib_version in _cudnn_groups(d):
-                header_entry = next(
-                    (hv for hv in headers_by_prefix.get(prefix, []) if hv[1][0] == major), None
-                )
+                header_entry = next((hv for hv in headers_by_prefix.get(prefix, []) if hv[1][0] == major), None)
                 copy_version = lib_version
                 header_path = None
                 if header_entry is not None:
                     header_path = header_entry[0].real
                     used_headers.add(header_path)
                     copy_version = _dotted(header_entry[1])
-                installs.append(
-                    self._cudnn_install(copy_version, d.real, header_path, libraries, prefix, major)
-                )
+                installs.append(self._cudnn_install(copy_version, d.real, header_path, libraries, prefix, major))
         for prefix, found in headers_by_prefix.items():
             for header, version in found:
                 if header.real in used_headers:
                     continue
-                self.note(
-                    header.real,
-                    f"a cuDNN {_dotted(version)} header without cuDNN {version[0]} libraries beside it"
-                    " (left over from an older copy?)",
-                )
+                if header.real not in noted:
+                    self.note(
+                        header.real,
+                        f"a cuDNN {_dotted(version)} header without cuDNN {version[0]} libraries beside it"
+                        " (left over from an older copy?)",
+                    )
                 installs.append(
                     self._cudnn_install(
                         _dotted(version), posixpath.dirname(header.real), header.real, (), prefix, version[0]
@@ -689,11 +688,7 @@ class _Builder:
         if "/site-packages/nvidia/" in path + "/" or "/dist-packages/nvidia/" in path + "/":
             method = "pip"
             env = owner[0] if owner else None
-            dist = (
-                next((d for d in owner[1] if re.fullmatch(r"nvidia-cudnn(-cu\d+)?", d.key)), None)
-                if owner
-                else None
-            )
+            dist = next((d for d in owner[1] if re.fullmatch(r"nvidia-cudnn(-cu\d+)?", d.key)), None) if owner else None
             if dist is not None:
                 package = f"{dist.name}={dist.version}"
                 if not header and not version.count("."):
@@ -797,9 +792,7 @@ class _Builder:
                     python=python,
                     python_version=_python_version(env, python, conda, running),
                     frameworks=tuple(self._frameworks(path, dists, files, conda)),
-                    nvidia_wheels=tuple(
-                        sorted((d.name, d.version) for d in dists if d.key.startswith("nvidia-"))
-                    ),
+                    nvidia_wheels=tuple(sorted((d.name, d.version) for d in dists if d.key.startswith("nvidia-"))),
                     conda_packages=tuple(sorted(conda)),
                 )
             )
@@ -916,14 +909,10 @@ def parse_tf_build_info(text: str) -> TfBuildInfo | None:
     if isinstance(build_info, dict):
         is_cuda, cuda, cudnn = (build_info.get(k) for k in ("is_cuda_build", "cuda_version", "cudnn_version"))
     else:
-        is_cuda, cuda, cudnn = (
-            values.get(k) for k in ("is_cuda_build", "cuda_version_number", "cudnn_version_number")
-        )
+        is_cuda, cuda, cudnn = (values.get(k) for k in ("is_cuda_build", "cuda_version_number", "cudnn_version_number"))
     info = TfBuildInfo(
         cuda_version=_tf_windows_version(cuda, cuda_style=True) if isinstance(cuda, str) and cuda else None,
-        cudnn_version=_tf_windows_version(cudnn, cuda_style=False)
-        if isinstance(cudnn, str) and cudnn
-        else None,
+        cudnn_version=_tf_windows_version(cudnn, cuda_style=False) if isinstance(cudnn, str) and cudnn else None,
         is_cuda_build=is_cuda if isinstance(is_cuda, bool) else None,
     )
     if info.is_cuda_build is None and info.cuda_version is not None:
@@ -1004,9 +993,7 @@ def _literal(node: ast.expr) -> Any:
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         if name in ("OrderedDict", "dict"):
             pairs = _literal(node.args[0])
-            if isinstance(pairs, list | tuple) and all(
-                isinstance(p, list | tuple) and len(p) == 2 for p in pairs
-            ):
+            if isinstance(pairs, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in pairs):
                 return {k: v for k, v in pairs if isinstance(k, str)}
             if isinstance(pairs, dict):
                 return pairs
@@ -1097,9 +1084,7 @@ def _toolkit_packages(version: str, packages: dict[str, str]) -> tuple[str, ...]
         return ()
     suffix = f"-{match.group(1)}-{match.group(2)}"
     return tuple(
-        f"{name}={packages[name]}"
-        for name in sorted(packages)
-        if name.startswith("cuda-") and name.endswith(suffix)
+        f"{name}={packages[name]}" for name in sorted(packages) if name.startswith("cuda-") and name.endswith(suffix)
     )
 
 
@@ -1124,6 +1109,13 @@ def _header_version(defines: Iterable[str]) -> tuple[int, ...] | None:
     if "MAJOR" not in found:
         return None
     return (found["MAJOR"], found.get("MINOR", 0), found.get("PATCHLEVEL", 0))
+
+
+def _header_rank(path: str) -> int:
+    name = posixpath.basename(path)
+    if name == "cudnn_version.h":
+        return 0
+    return 1 if name.startswith("cudnn_version") else 2
 
 
 def _dotted(version: tuple[int, ...]) -> str:
@@ -1187,9 +1179,7 @@ def _conda_packages(files: Iterable[str]) -> list[tuple[str, str]]:
     return packages
 
 
-def _first_file(
-    files: dict[tuple[str, str], str], site: str, candidates: tuple[str, ...]
-) -> tuple[str | None, str]:
+def _first_file(files: dict[tuple[str, str], str], site: str, candidates: tuple[str, ...]) -> tuple[str | None, str]:
     for rel in candidates:
         if (site, rel) in files:
             return files[(site, rel)], rel

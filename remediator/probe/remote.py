@@ -65,9 +65,7 @@ SYSTEM_LIB_DIRS = (
     "/usr/local/nvidia/lib",
     "/usr/lib/wsl/lib",
 )
-SYSTEM_INCLUDE_DIRS = (
-    ("/usr/include",) + tuple("/usr/include/" + t for t in TRIPLETS) + ("/usr/local/include",)
-)
+SYSTEM_INCLUDE_DIRS = ("/usr/include",) + tuple("/usr/include/" + t for t in TRIPLETS) + ("/usr/local/include",)
 EXEC_DIRS = (
     "/usr/local/sbin",
     "/usr/local/bin",
@@ -86,9 +84,7 @@ LDCACHE_RE = re.compile(
     r"^\s*(libcuda|libnvidia-ml|libcudnn|libcudart|libcublas|libcufft|libcurand|libcusolver|libcusparse"
     r"|libnccl|libnvrtc|libnvJitLink|libnvjitlink|libnvinfer|libcupti)"
 )
-PACKAGE_RE = re.compile(
-    r"^(cuda|libcuda|libcudnn|cudnn|nvidia|libnvidia|kmod-nvidia|xorg-x11-drv-nvidia)", re.I
-)
+PACKAGE_RE = re.compile(r"^(cuda|libcuda|libcudnn|cudnn|nvidia|libnvidia|kmod-nvidia|xorg-x11-drv-nvidia)", re.I)
 CONDA_RE = re.compile(r"^(cuda|cudnn|cudatoolkit|libcudnn|pytorch|tensorflow|jaxlib|jax|python|nccl)", re.I)
 LOG_LINE_RE = re.compile(r"(?i)(/cuda-\d|driver version|installing|uninstall)")
 SKIP_DIRS = frozenset(
@@ -484,9 +480,7 @@ class Probe:
                     if isinstance(bus_id, bytes):
                         bus_id = bus_id.decode("ascii", "replace")
                     gpu["pci_bus_id"] = bus_id
-                    cc = call(
-                        "gpu%d.compute_capability" % index, nv.nvmlDeviceGetCudaComputeCapability, handle
-                    )
+                    cc = call("gpu%d.compute_capability" % index, nv.nvmlDeviceGetCudaComputeCapability, handle)
                     gpu["compute_capability"] = list(cc) if cc is not None else None
                 out["gpus"].append(gpu)
             out["ok"] = out.get("driver_version") is not None
@@ -600,9 +594,7 @@ class Probe:
         }
 
         # System interpreters: one env per python3.X binary (the unversioned names point at one).
-        versioned = sorted(
-            set(p["real"] for p in pythons if p["real"] and re.match(r".*/python3\.\d+$", p["real"]))
-        )
+        versioned = sorted(set(p["real"] for p in pythons if p["real"] and re.match(r".*/python3\.\d+$", p["real"])))
         for real in versioned:
             prefix = "/usr/local" if real.startswith("/usr/local/") else "/usr"
             minor = os.path.basename(real)[len("python") :]
@@ -633,9 +625,7 @@ class Probe:
             sites = []
             for libdir in ("lib", "lib64"):
                 for name in self.listdir(path + "/" + libdir):
-                    if name.startswith("python3") and self.isdir(
-                        path + "/" + libdir + "/" + name + "/site-packages"
-                    ):
+                    if name.startswith("python3") and self.isdir(path + "/" + libdir + "/" + name + "/site-packages"):
                         site = path + "/" + libdir + "/" + name + "/site-packages"
                         if self.resolve(site) not in [self.resolve(s) for s in sites]:
                             sites.append(site)
@@ -653,9 +643,7 @@ class Probe:
         for pattern in self.options["venv_roots"]:
             if pattern.endswith("/*"):
                 base = pattern[:-2] or "/"
-                roots.extend(
-                    os.path.join(base, n) for n in self.listdir(base) if self.isdir(os.path.join(base, n))
-                )
+                roots.extend(os.path.join(base, n) for n in self.listdir(base) if self.isdir(os.path.join(base, n)))
             else:
                 roots.append(pattern)
         found = []
@@ -772,9 +760,7 @@ class Probe:
                     # `/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}`: keep what precedes `$`.
                     part = part.split("$", 1)[0].strip().strip("'\"")
                     if part.startswith("/"):
-                        ld_paths.append(
-                            {"path": part, "source": source, "exists": self.isdir(part), "line": line}
-                        )
+                        ld_paths.append({"path": part, "source": source, "exists": self.isdir(part), "line": line})
         for part in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
             if part:
                 ld_paths.append({"path": part, "source": "login", "exists": self.isdir(part)})
@@ -789,9 +775,7 @@ class Probe:
         if ldconfig is None:
             ldconfig = self.which("ldconfig")
         if ldconfig is not None:
-            doc["ldconfig"] = self.run(
-                [ldconfig, "-p"], stdout_filter=lambda line: bool(LDCACHE_RE.match(line))
-            )
+            doc["ldconfig"] = self.run([ldconfig, "-p"], stdout_filter=lambda line: bool(LDCACHE_RE.match(line)))
         else:
             doc["ldconfig"] = None
 
@@ -865,9 +849,7 @@ class Probe:
 
         doc["lib_dirs"] = self.scan_dirs(lib_dirs, lambda n: LIB_RE.match(n) is not None, self.lib_files)
         doc["headers"] = []
-        for record in self.scan_dirs(
-            include_dirs, lambda n: HEADER_RE.match(n) is not None, self.header_files
-        ):
+        for record in self.scan_dirs(include_dirs, lambda n: HEADER_RE.match(n) is not None, self.header_files):
             doc["headers"].extend(record["files"])
 
     def scan_dirs(self, dirs, wanted, describe):

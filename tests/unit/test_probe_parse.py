@@ -78,7 +78,7 @@ def test_h200_two_cudnn_copies_compat_libcuda_and_alternatives() -> None:
         "libcudnn9-cuda-13=9.14.0.64-1",
         "/usr/lib/x86_64-linux-gnu",
     )
-    assert deb.header == "/usr/include/x86_64-linux-gnu/cudnn_version.h"
+    assert deb.header == "/usr/include/x86_64-linux-gnu/cudnn_version_v9.h"  # cudnn_version.h links to it
     assert (wheel.version, wheel.install_method, wheel.package, wheel.env) == (
         "9.19.0",
         "pip",
@@ -101,9 +101,30 @@ def test_h200_two_cudnn_copies_compat_libcuda_and_alternatives() -> None:
     assert system.python_version == "3.12.3"  # the interpreter that ran the probe said so itself
     assert [(e.path, e.exists) for e in facts.loader.ld_library_path] == [
         ("/usr/local/nvidia/lib64", True),
-        ("/usr/local/nvidia/lib", False),
+        ("/usr/local/nvidia/lib", True),
     ]
     assert ("libcuda.so.1", "/usr/local/nvidia/lib64/libcuda.so.1") in facts.loader.cache
+
+
+def test_real_h200_run_agrees_with_the_rebuilt_layout() -> None:
+    """The script on the real H200 (NVML, and again with --no-nvml: nvidia-smi) against the layout
+    rebuilt from its survey: the same facts, but for the longer package and wheel lists."""
+    real = facts_of("h200-real-device")
+    smi = facts_of("h200-real-device-nvidia-smi")
+    rebuilt = facts_of("h200-ubuntu24.04")
+    assert real.driver == rebuilt.driver
+    assert real.gpus == rebuilt.gpus == smi.gpus
+    assert (smi.driver.source, smi.driver.version, smi.driver.cuda_driver_version) == ("nvidia-smi", "580.159.04", None)
+    assert real.cudnn == rebuilt.cudnn == smi.cudnn
+    assert real.compat_libcuda == rebuilt.compat_libcuda
+    assert [e.frameworks for e in real.envs] == [e.frameworks for e in rebuilt.envs]
+    assert sorted((e.path, e.exists) for e in real.loader.ld_so_conf) == sorted(
+        (e.path, e.exists) for e in rebuilt.loader.ld_so_conf
+    )
+    assert [(t.path, t.version, t.install_method, t.via_alternatives) for t in real.toolkits] == [
+        (t.path, t.version, t.install_method, t.via_alternatives) for t in rebuilt.toolkits
+    ]
+    assert real.notes == rebuilt.notes == ()
 
 
 def test_driver_library_mismatch_keeps_both_versions_and_the_exact_message() -> None:

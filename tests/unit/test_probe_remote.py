@@ -134,9 +134,7 @@ def dist(site: str, name: str, version: str, *, egg: bool = False) -> Tree:
     """An installed distribution's metadata directory, as pip (dist-info) or setuptools (egg-info)."""
     stem = f"{name.replace('-', '_')}-{version}"
     if egg:
-        return {
-            f"{site}/{stem}-py3.9.egg-info/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        }
+        return {f"{site}/{stem}-py3.9.egg-info/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"}
     return {
         f"{site}/{stem}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: x\n\nLong description\nVersion: 0\n"
@@ -219,8 +217,8 @@ class Layout:
 
 def h200() -> Layout:
     """The real H200 host of /work/shared/fixtures/nvidia-h200-ubuntu24.04/host-survey.txt, rebuilt:
-    every file the survey lists is here; the package list is the one the image's environment names
-    (NV_CUDNN_PACKAGE, NV_CUDA_LIB_VERSION, ...). The GPU's UUID is replaced by zeros."""
+    every file the survey lists is here, laid out as the script found them on that host (see
+    h200-real-device.probe.json); the package list is shortened. The GPU's UUID is zeros."""
     tk = "/usr/local/cuda-13.0"
     lib = f"{tk}/targets/x86_64-linux/lib"
     site = site_of("/opt/torch/.venv", "3.12")
@@ -236,8 +234,12 @@ def h200() -> Layout:
             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \n"
             "GCC version:  gcc version 15.3.0 (GCC) \n"
         ),
-        "/etc/ld.so.conf.d/nvidia.conf": "/usr/local/nvidia/lib\n/usr/local/nvidia/lib64\n",
         "/etc/ld.so.conf.d/000_cuda.conf": "/usr/local/cuda/targets/x86_64-linux/lib\n",
+        "/etc/ld.so.conf.d/987_cuda-13.conf": "/usr/local/cuda-13/targets/x86_64-linux/lib\n",
+        "/etc/ld.so.conf.d/gds-13-0.conf": "/usr/local/cuda-13.0/targets/x86_64-linux/lib\n",
+        "/etc/ld.so.conf.d/libc.conf": "# libc default configuration\n/usr/local/lib\n",
+        "/etc/ld.so.conf.d/nvidia.conf": "/usr/local/cuda/lib64\n",
+        "/etc/ld.so.conf.d/nvidia-folders.conf": "/usr/local/nvidia/lib64\n/usr/local/nvidia/lib\n",
         "/etc/ld.so.conf.d/x86_64-linux-gnu.conf": "# Multiarch support\n/usr/local/lib/x86_64-linux-gnu\n"
         "/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n",
         "/usr/local/cuda": Link("/etc/alternatives/cuda"),
@@ -267,13 +269,19 @@ def h200() -> Layout:
                 "_engines_runtime_compiled",
             ),
         ),
-        "/usr/include/x86_64-linux-gnu/cudnn_version.h": cudnn_header("9.14.0"),
+        # libcudnn9-headers-cuda-13: versioned names, the plain names link to them.
+        "/usr/include/x86_64-linux-gnu/cudnn_v9.h": CUDNN8_CUDNN_H,
+        "/usr/include/x86_64-linux-gnu/cudnn.h": Link("cudnn_v9.h"),
+        "/usr/include/x86_64-linux-gnu/cudnn_version_v9.h": cudnn_header("9.14.0"),
+        "/usr/include/x86_64-linux-gnu/cudnn_version.h": Link("cudnn_version_v9.h"),
         **versioned_lib("/usr/local/nvidia/lib64", "libcuda", "580.159.04", soname="1"),
         **versioned_lib("/usr/local/nvidia/lib64", "libnvidia-ml", "580.159.04", soname="1"),
-        "/usr/lib/libcuda.so.1": b"\x7fELF",
-        "/usr/lib/libcuda.so": Link("libcuda.so.1"),
-        "/usr/lib/libnvidia-ml.so.1": b"\x7fELF",
-        "/usr/lib/libnvidia-ml.so": Link("libnvidia-ml.so.1"),
+        "/usr/local/nvidia/lib": Link("lib64"),
+        "/usr/local/lib": DIR,
+        "/usr/lib/libcuda.so.1": Link("/usr/local/nvidia/lib64/libcuda.so.1"),
+        "/usr/lib/libcuda.so": Link("/usr/local/nvidia/lib64/libcuda.so"),
+        "/usr/lib/libnvidia-ml.so.1": Link("/usr/local/nvidia/lib64/libnvidia-ml.so.1"),
+        "/usr/lib/libnvidia-ml.so": Link("/usr/local/nvidia/lib64/libnvidia-ml.so"),
         "/usr/bin/python3": Link("python3.12"),
         "/usr/bin/python3.12": b"\x7fELF",
         "/usr/lib/python3/dist-packages": DIR,
@@ -300,6 +308,8 @@ def h200() -> Layout:
             ("libcudnn9-headers-cuda-13", "9.14.0.64-1"),
         ),
         **venv("/opt/torch/.venv", "/usr/bin/python3.12", "3.12.3"),
+        "/opt/torch/.venv/pyvenv.cfg": "home = /usr/bin\nimplementation = CPython\nuv = 0.11.15\n"
+        "version_info = 3.12.3\ninclude-system-site-packages = false\n",
         **dist(site, "torch", "2.11.0"),
         f"{site}/torch/version.py": (
             "from typing import Optional\n\n"
@@ -319,9 +329,24 @@ def h200() -> Layout:
         **dist(site, "nvidia-nvjitlink", "13.0.88"),
         **dist(site, "nvidia-ml-py", "13.610.43"),
         **dist(site, "numpy", "2.3.0"),
+        # The wheel holds each header under both names, as regular files, and only .so.9 libraries.
+        f"{site}/nvidia/cudnn/include/cudnn.h": CUDNN8_CUDNN_H,
+        f"{site}/nvidia/cudnn/include/cudnn_v9.h": CUDNN8_CUDNN_H,
         f"{site}/nvidia/cudnn/include/cudnn_version.h": cudnn_header("9.19.0"),
-        f"{site}/nvidia/cudnn/lib/libcudnn.so.9": b"\x7fELF",
-        f"{site}/nvidia/cudnn/lib/libcudnn_ops.so.9": b"\x7fELF",
+        f"{site}/nvidia/cudnn/include/cudnn_version_v9.h": cudnn_header("9.19.0"),
+        **{
+            f"{site}/nvidia/cudnn/lib/libcudnn{part}.so.9": b"\x7fELF"
+            for part in (
+                "",
+                "_adv",
+                "_cnn",
+                "_engines_precompiled",
+                "_engines_runtime_compiled",
+                "_graph",
+                "_heuristic",
+                "_ops",
+            )
+        },
         f"{site}/nvidia/cu13/lib/libcudart.so.13": b"\x7fELF",
     }
     nvml = {
@@ -580,14 +605,10 @@ def toolkits() -> Layout:
         **toolkit_dirs("/usr/local/cuda-11.2"),
         "/usr/local/cuda-11.2/version.json": version_json("11.2.2", "11.2.152"),
         "/usr/local/cuda-11.2/bin/nvcc": nvcc("11.2", "11.2.152"),
-        **versioned_lib(
-            "/usr/local/cuda-11.2/targets/x86_64-linux/lib", "libcudart", "11.2.152", soname="11.0"
-        ),
+        **versioned_lib("/usr/local/cuda-11.2/targets/x86_64-linux/lib", "libcudart", "11.2.152", soname="11.0"),
         **toolkit_dirs("/usr/local/cuda-12.4"),
         "/usr/local/cuda-12.4/bin/nvcc": nvcc("12.4", "12.4.131"),
-        **versioned_lib(
-            "/usr/local/cuda-12.4/targets/x86_64-linux/lib", "libcudart", "12.4.127", soname="12"
-        ),
+        **versioned_lib("/usr/local/cuda-12.4/targets/x86_64-linux/lib", "libcudart", "12.4.127", soname="12"),
         "/usr/bin/dpkg-query": dpkg(
             ("cuda-cudart-11-2", "11.2.152-1"),
             ("cuda-nvcc-11-2", "11.2.152-1"),
@@ -605,9 +626,7 @@ def toolkits() -> Layout:
         "/usr/bin/python3": Link("python3.8"),
         "/usr/bin/python3.8": b"\x7fELF",
     }
-    return Layout(
-        "toolkits-alternatives", toolkits.__doc__ or "", tree, kernel="5.4.0-182-generic", python="3.8.10"
-    )
+    return Layout("toolkits-alternatives", toolkits.__doc__ or "", tree, kernel="5.4.0-182-generic", python="3.8.10")
 
 
 def cudnn_copies() -> Layout:
@@ -631,9 +650,7 @@ def cudnn_copies() -> Layout:
         "/usr/local/cuda-11.2/bin/cuda-uninstaller": b"\x7fELF",
         "/usr/local/cuda-11.2/targets/x86_64-linux/include/cudnn.h": CUDNN8_CUDNN_H,
         "/usr/local/cuda-11.2/targets/x86_64-linux/include/cudnn_version.h": cudnn_header("8.1.0"),
-        **cudnn_libs(
-            "/usr/local/cuda-11.2/targets/x86_64-linux/lib", "8.1.0", ("", "_ops_infer", "_cnn_infer")
-        ),
+        **cudnn_libs("/usr/local/cuda-11.2/targets/x86_64-linux/lib", "8.1.0", ("", "_ops_infer", "_cnn_infer")),
         **cudnn_libs("/usr/lib/x86_64-linux-gnu", "8.9.7", ("", "_ops_infer", "_adv_infer")),
         "/usr/include/x86_64-linux-gnu/cudnn_v8.h": CUDNN8_CUDNN_H,
         "/usr/include/x86_64-linux-gnu/cudnn_version_v8.h": cudnn_header("8.9.7"),
@@ -791,9 +808,7 @@ def frameworks() -> Layout:
     return Layout("frameworks", frameworks.__doc__ or "", tree, kernel="4.15.0-213-generic", python="3.6.9")
 
 
-HOSTILE_VERSION_PY = (
-    "__version__ = __import__('os').system('touch /tmp/remediator-probe-pwned')\ncuda = '11.8'\n"
-)
+HOSTILE_VERSION_PY = "__version__ = __import__('os').system('touch /tmp/remediator-probe-pwned')\ncuda = '11.8'\n"
 
 
 def hostile() -> Layout:
@@ -819,9 +834,7 @@ def hostile() -> Layout:
                 "NVIDIA A100 $(reboot); `id`, 535.104.05, 40960, GPU-00000000-0000-0000-0000-000000000003,"
                 " 00000000:00:04.0, 8.0\n"
             ),
-            f"{tk}/version.json": json.dumps(
-                {"cuda": {"name": "CUDA SDK", "version": "12.1.1'; rm -rf / #"}}
-            ),
+            f"{tk}/version.json": json.dumps({"cuda": {"name": "CUDA SDK", "version": "12.1.1'; rm -rf / #"}}),
             f"{tk}/bin/nvcc": DIR,
             "/usr/bin/python3": Link("python3.10"),
             "/usr/bin/python3.10": b"\x7fELF",
@@ -975,21 +988,16 @@ def test_h200_layout_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (torch.version, torch.cuda_build, torch.cudnn_build) == ("2.11.0+cu130", "13.0", "9.19.0")
 
 
-def test_mismatch_layout_reports_both_versions_and_the_message(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_mismatch_layout_reports_both_versions_and_the_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     facts = probe_tree(tmp_path, LAYOUTS["driver-library-mismatch"], monkeypatch)
     assert facts.driver.kernel_module_version == "535.183.01"
     assert facts.driver.userspace_version == "550.90.07"
     assert (
-        facts.driver.error
-        == "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.90"
+        facts.driver.error == "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.90"
     )
 
 
-def test_old_nvidia_smi_is_asked_again_without_compute_cap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_old_nvidia_smi_is_asked_again_without_compute_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     facts = probe_tree(tmp_path, LAYOUTS["old-driver-no-compute-cap"], monkeypatch)
     assert facts.driver.source == "nvidia-smi" and facts.driver.version == "470.223.02"
     assert [(g.name, g.memory_mib, g.compute_capability) for g in facts.gpus] == [
