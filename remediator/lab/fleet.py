@@ -402,21 +402,35 @@ def _spawn(h: _Starting, pids_file: Path) -> None:
         f.write(f"{h.proc.pid} {start if start is not None else '-'} {h.name}\n")
 
 
-def _listening(ports: set[int]) -> set[int]:
-    """Which of `ports` have a listening socket on 127.0.0.1 (read from /proc/net/tcp)."""
-    found: set[int] = set()
+def _listening(ports: set[int]) -> dict[int, str]:
+    """Which of `ports` have a listening socket on 127.0.0.1, with its socket inode (from /proc/net/tcp)."""
+    found: dict[int, str] = {}
     try:
         lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     except OSError:
         return found
     for line in lines:
         parts = line.split()
-        if len(parts) > 3 and parts[3] == "0A":
+        if len(parts) > 9 and parts[3] == "0A":
             addr, port_hex = parts[1].split(":")
             port = int(port_hex, 16)
             if port in ports and addr in ("0100007F", "00000000"):
-                found.add(port)
+                found[port] = parts[9]
     return found
+
+
+def _owns_socket(pid: int, inode: str) -> bool:
+    """Whether process `pid` holds the socket: another program may listen on a port we were given."""
+    want = f"socket:[{inode}]"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                return True
+    return False
 
 
 def _failure(h: _Starting) -> str:
@@ -552,8 +566,10 @@ def _up(
     pending = {h.port: h for h in starting}
     spare: list[int] = []
     while pending:
-        for port in _listening(set(pending)):
-            pending.pop(port)
+        for port, inode in _listening(set(pending)).items():
+            proc = pending[port].proc
+            if proc is not None and _owns_socket(proc.pid, inode):
+                pending.pop(port)
         for port, h in list(pending.items()):
             assert h.proc is not None
             if h.proc.poll() is None:
