@@ -14,6 +14,10 @@ _COMMANDS: list[tuple[str, str]] = [
     ("diagnose", "diagnose"),
     ("plan", "plan"),
     ("lab", "lab"),
+    ("drift", "drift"),
+    ("history", "history"),
+    ("schedule", "schedule"),
+    ("report", "report"),
 ]
 
 

@@ -1,0 +1,201 @@
+"""`remediate drift`: probe the fleet, diagnose each host against its target and compare it with its last
+known-good state; record everything in the state store and optionally write Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from remediator.cli.render import echo_json
+from remediator.drift import Baseline, DriftRun, HostDrift, check_host
+from remediator.errors import ExitStatus, RemediatorError, UsageError
+from remediator.state import ENV_VAR, Store, iso
+
+if TYPE_CHECKING:
+    from remediator.facts import HostFacts
+    from remediator.fleet import FleetResult
+    from remediator.inventory import InventoryHost
+    from remediator.matrix import Matrix, Target
+
+ProbeFn = Callable[..., "FleetResult[HostFacts]"]
+_SYMBOL = {"appeared": "+", "disappeared": "-", "changed": "~"}
+_MARK = {"error": "x", "warning": "!", "info": "i"}
+
+
+def state_db_option(f: click.decorators.FC) -> click.decorators.FC:
+    return click.option("--state-db", "state_db", metavar="FILE", envvar=ENV_VAR,
+                        help=f"the state store (env {ENV_VAR}; default $XDG_STATE_HOME/remediator/state.db).")(f)
+
+
+@click.command("drift")
+@click.option("-i", "--inventory", metavar="INVENTORY", required=True, help="Ansible inventory.")
+@click.option("--limit", metavar="PATTERN", help="only hosts matching this Ansible pattern.")
+@click.option("--target", metavar="FRAMEWORK==VERSION",
+              help="what every host should run; default: each host's remediate_target inventory var.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--prometheus-textfile", "textfile", metavar="PATH",
+              help="also write metrics for node_exporter's textfile collector (a *.prom file, written atomically).")
+@click.option("--baseline", is_flag=True,
+              help="record the current facts as known-good for hosts that have no known-good state yet.")
+@state_db_option
+@click.option("--forks", default=20, show_default=True, type=click.IntRange(min=1), help="hosts probed at once.")
+@click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textfile: str | None, baseline: bool,
+          state_db: str | None, forks: int, accept_new_host_keys: bool) -> int:
+    """Check the fleet for drift: from its target (diagnosis) and from its last known-good state.
+
+    The known-good state of a host is the facts of its last verified apply, or what
+    `--baseline` recorded. Every probe and check is recorded in the state store; see
+    `remediate history HOST` and `remediate report`.
+
+    \b
+    Examples:
+      remediate drift -i hosts.yml --baseline          # first run: remember today's state
+      remediate drift -i hosts.yml                     # later: what changed since?
+      remediate drift -i hosts.yml --prometheus-textfile /var/lib/prometheus/node-exporter/remediator.prom
+
+    Exit 0 when no host drifted, 2 when any did (changed since known-good, or error findings
+    against its target), 1 on error (bad input, or a host that could not be probed).
+    """
+    from remediator.inventory import load_inventory
+    from remediator.matrix import load_matrix, parse_target
+
+    if textfile is not None and not textfile.endswith(".prom"):
+        raise UsageError(f"--prometheus-textfile must name a *.prom file (the collector reads only those), "
+                         f"not {textfile!r}")
+    fixed = parse_target(target) if target else None
+    matrix = load_matrix()
+    if fixed is not None:
+        matrix.requirements_for(fixed)
+    inv = load_inventory(inventory, limit)
+    if not inv.hosts:
+        raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
+    with Store.open(state_db) as store:
+        run = run_drift(inv.hosts, store, matrix, fixed_target=fixed, baseline=baseline, forks=forks,
+                        accept_new_host_keys=accept_new_host_keys)
+        status = exit_status(run)
+        if textfile is not None:
+            from remediator.metrics import drift_metrics, write_textfile
+
+            last = {}
+            for h in run.hosts:
+                record = store.last_check(h.host, successful=True)
+                if record is not None:
+                    last[h.host] = record.at
+            write_textfile(textfile, drift_metrics(run, last))
+        store.finish_run(run.run_id, int(status))
+        db_path = str(store.path)
+    if fmt == "json":
+        echo_json({**run.to_dict(), "state_db": db_path})
+    else:
+        click.echo(render_text(run))
+    return int(status)
+
+
+def exit_status(run: DriftRun) -> ExitStatus:
+    counts = run.counts()
+    if counts["unreachable"] or counts["failed"]:
+        return ExitStatus.ERROR
+    return ExitStatus.CHANGES if counts["drift"] else ExitStatus.OK
+
+
+def run_drift(hosts: Sequence[InventoryHost], store: Store, matrix: Matrix, *, fixed_target: Target | None = None,
+              baseline: bool = False, forks: int = 20, accept_new_host_keys: bool = False,
+              probe: ProbeFn | None = None) -> DriftRun:
+    """Probe `hosts`, check each, and record the probes and checks in `store` (one transaction)."""
+    from remediator.probe import probe_fleet
+
+    started = time.time()
+    t0 = time.monotonic()
+    run_id = store.start_run("drift", at=started)
+    fleet = (probe or probe_fleet)(hosts, forks=forks, accept_new_host_keys=accept_new_host_keys)
+    by_name = {h.name: h for h in hosts}
+    checks: list[HostDrift] = []
+    with store.batch():
+        for r in fleet.results:
+            if r.status != "ok" or r.value is None:
+                store.record_probe(run_id, r.host, r.error or r.status, r.duration_s, status=r.status, at=started)
+                checks.append(HostDrift(host=r.host, status="failed" if r.status == "ok" else r.status,
+                                        target=by_name[r.host].target, error=r.error, hint=r.hint,
+                                        probe_duration_s=r.duration_s))
+            else:
+                store.record_probe(run_id, r.host, r.value, r.duration_s, at=started)
+                checks.append(_check_one(store, r.value, by_name[r.host], matrix, fixed_target, baseline,
+                                         r.duration_s, started))
+            store.record_drift(run_id, checks[-1], at=started)
+    return DriftRun(run_id, started, tuple(checks), time.monotonic() - t0)
+
+
+def _check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matrix, fixed: Target | None,
+               baseline: bool, duration: float, now: float) -> HostDrift:
+    from remediator.matrix import parse_target
+
+    target_text = str(fixed) if fixed is not None else host.target
+    try:
+        chosen = fixed if fixed is not None else parse_target(host.target) if host.target else None
+        known = store.known_good(facts.host)
+        recorded = False
+        if known is None and baseline:
+            store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --baseline", at=now)
+            recorded = True
+        base = Baseline(known.facts, known.source, known.at) if known is not None else None
+        result = check_host(facts, chosen, matrix, base, target_text=target_text, probe_duration_s=duration)
+    except RemediatorError as exc:  # e.g. a remediate_target the matrix does not know
+        return HostDrift(host=facts.host, status="failed", target=host.target, error=exc.message, hint=exc.hint,
+                         probe_duration_s=duration)
+    if recorded:
+        from dataclasses import replace
+
+        result = replace(result, baseline_source="baseline", baseline_at=now, baseline_recorded=True)
+    return result
+
+
+# --- text ---------------------------------------------------------------------------------------------
+
+
+def printable(value: object) -> str:
+    """Host values may hold newlines or terminal escapes: show them escaped, never interpret them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+
+
+def render_text(run: DriftRun) -> str:
+    lines: list[str] = []
+    for h in run.hosts:
+        name = printable(h.host) + (f" ({printable(h.target)})" if h.target else "")
+        if h.status in ("unreachable", "failed"):
+            lines.append(f"{name}: {h.status}: {printable(h.error or '')}")
+            if h.hint:
+                lines.append(f"  hint: {printable(h.hint)}")
+            continue
+        errors = sum(1 for f in h.findings if f.severity == "error")
+        warnings = sum(1 for f in h.findings if f.severity == "warning")
+        if h.baseline_recorded:
+            since = "current facts recorded as known-good"
+        elif h.baseline_source is None:
+            since = "no known-good state yet (record one with --baseline)"
+        else:
+            since = f"known-good: {h.baseline_source} of {iso(h.baseline_at or 0)}"
+        parts = []
+        if h.changes:
+            parts.append(f"{len(h.changes)} change(s) since known-good")
+        if errors or warnings:
+            parts.append(f"{errors} error(s), {warnings} warning(s) against the target")
+        head = "drift: " + ", ".join(parts) if h.status == "drift" else "no drift" + (
+            f" ({warnings} warning(s))" if warnings else "")
+        lines.append(f"{name}: {head}; {since}")
+        for c in h.changes:
+            lines.append(f"  {_SYMBOL[c.kind]} [{c.layer}] {printable(c.summary)}")
+        for f in h.findings:
+            if f.severity == "info":
+                continue
+            lines.append(f"  [{_MARK[f.severity]}] {f.code}: {printable(f.message)}")
+            for key, value in f.evidence:
+                lines.append(f"        {printable(key)}: {printable(value)}")
+    n = run.counts()
+    lines.append("")
+    lines.append(f"{len(run.hosts)} host(s) in {run.duration_s:.1f}s: {n['ok']} no drift, {n['drift']} drifted, "
+                 f"{n['unreachable']} unreachable, {n['failed']} failed")
+    return "\n".join(lines)

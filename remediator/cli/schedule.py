@@ -1,0 +1,6 @@
+import click
+
+
+@click.command("schedule")
+def schedule() -> None:
+    """stub"""
