@@ -244,10 +244,19 @@ class _Dist:
     dir: str
     name: str  # as in METADATA (or from the directory name)
     version: str
+    record: tuple[tuple[str, str | None], ...] = ()  # RECORD hashes of the framework files
 
     @property
     def key(self) -> str:
         return _normalize_dist(self.name)
+
+
+@dataclass(frozen=True)
+class _File:
+    """A framework file the script read (build_info.py, version.py), with its RECORD-style hash."""
+
+    text: str
+    sha256: str | None
 
 
 def _normalize_dist(name: str) -> str:
@@ -280,6 +289,7 @@ class _Builder:
         self.doc = doc
         self.host = host
         self.notes: list[ProbeNote] = []
+        self.shared_noted: set[str] = set()
 
     def note(self, where: str, message: str) -> None:
         self.notes.append(ProbeNote(where, message))
@@ -767,7 +777,9 @@ class _Builder:
             dir_name, _, dir_version = stem.partition("-")
             name = node.get("name").opt_str() or dir_name
             version = node.get("version").opt_str() or dir_version.split("-")[0]
-            dists.append(_Dist(node.get("site").text(), directory, name, version))
+            record = node.get("record")
+            hashes = tuple((key, record.get(key).opt_str()) for key in (record.expect_dict() if record.raw else {}))
+            dists.append(_Dist(node.get("site").text(), directory, name, version, hashes))
         return dists
 
     def _envs(self) -> list[PythonEnv]:
@@ -784,7 +796,9 @@ class _Builder:
             conda = _conda_packages(env.get("conda_meta").strs())
             files = {}
             for f in env.get("files").items():
-                files[(f.get("site").text(), f.get("path").text())] = f.get("text").text()
+                files[(f.get("site").text(), f.get("path").text())] = _File(
+                    f.get("text").text(), f.get("sha256").opt_str()
+                )
             result.append(
                 PythonEnv(
                     path=path,
@@ -802,20 +816,20 @@ class _Builder:
         self,
         env_path: str,
         dists: list[_Dist],
-        files: dict[tuple[str, str], str],
+        files: dict[tuple[str, str], _File],
         conda: list[tuple[str, str]],
     ) -> Iterator[Framework]:
         by_key = {d.key: d for d in dists}
         wheel_cudnn = next((d for d in dists if re.fullmatch(r"nvidia-cudnn(-cu\d+)?", d.key)), None)
         env_cudnn = ".".join(wheel_cudnn.version.split(".")[:3]) if wheel_cudnn else dict(conda).get("cudnn")
-        for name in _TF_DISTS:
-            dist = by_key.get(name)
-            if dist is None:
-                continue
-            text, rel = _first_file(
+        tf_dists = [by_key[name] for name in _TF_DISTS if name in by_key]
+        for dist in tf_dists:
+            name = dist.key
+            text, rel = self._own_file(
+                dist,
                 files,
-                dist.site,
                 ("tensorflow/python/platform/build_info.py", "tensorflow_core/python/platform/build_info.py"),
+                others=[d for d in tf_dists if d.site == dist.site and d is not dist],
             )
             info = parse_tf_build_info(text) if text is not None else None
             if text is not None and info is None:
@@ -831,7 +845,7 @@ class _Builder:
             )
         torch = by_key.get("torch")
         if torch is not None:
-            text, rel = _first_file(files, torch.site, ("torch/version.py",))
+            text, rel = self._own_file(torch, files, ("torch/version.py",), others=[])
             built = parse_torch_version(text) if text is not None else None
             is_cuda = None if built is None else built.cuda is not None
             # version.py says 2.11.0+cu130 where the PyPI wheel's metadata says 2.11.0: keep the longer.
@@ -847,6 +861,32 @@ class _Builder:
         jax = by_key.get("jax") or by_key.get("jaxlib")
         if jax is not None:
             yield self._jax(jax, dists, env_cudnn)
+
+    def _own_file(
+        self, dist: _Dist, files: dict[tuple[str, str], _File], candidates: tuple[str, ...], others: list[_Dist]
+    ) -> tuple[str | None, str]:
+        """The text of the dist's build file, unless its RECORD proves the file on disk is another's.
+
+        tensorflow and tensorflow-gpu installed side by side write the same tensorflow/ directory: the
+        files on disk are whichever came last. RECORD hashes tell whose; without them, say so.
+        """
+        found, rel = _first_file(files, dist.site, candidates)
+        if found is None:
+            return None, rel
+        recorded = dict(dist.record).get(rel)
+        where = f"{dist.site}/{rel}"
+        if recorded and found.sha256 and recorded != found.sha256:
+            self.note(
+                where,
+                f"not the file {dist.name} {dist.version} installed (its RECORD has another hash):"
+                f" another distribution overwrote it; {dist.name}'s own build facts are unknown",
+            )
+            return None, rel
+        if others and not (recorded and found.sha256) and where not in self.shared_noted:
+            self.shared_noted.add(where)
+            names = " and ".join(f"{d.name} {d.version}" for d in [dist, *others])
+            self.note(where, f"{names} share this file: the build facts are those of the copy on disk")
+        return found.text, rel
 
     def _jax(self, jax: _Dist, dists: list[_Dist], env_cudnn: str | None) -> Framework:
         plugins = [d for d in dists if re.fullmatch(r"jax-cuda\d+-(plugin|pjrt)", d.key)]
@@ -1179,7 +1219,9 @@ def _conda_packages(files: Iterable[str]) -> list[tuple[str, str]]:
     return packages
 
 
-def _first_file(files: dict[tuple[str, str], str], site: str, candidates: tuple[str, ...]) -> tuple[str | None, str]:
+def _first_file(
+    files: dict[tuple[str, str], _File], site: str, candidates: tuple[str, ...]
+) -> tuple[_File | None, str]:
     for rel in candidates:
         if (site, rel) in files:
             return files[(site, rel)], rel

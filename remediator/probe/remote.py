@@ -18,6 +18,7 @@ always host paths, without DIR.
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -46,6 +47,7 @@ DEFAULT_OPTIONS = {
 
 TEXT_CAP = 64 * 1024
 HEADER_CAP = 1024 * 1024
+RECORD_CAP = 16 * 1024 * 1024  # tensorflow's RECORD lists ~20k files
 OUTPUT_CAP = 1024 * 1024
 LOG_LINES_CAP = 200
 
@@ -720,18 +722,20 @@ class Probe:
                     key, sep, value = line.partition(":")
                     if sep and key in ("Name", "Version"):
                         fields[key.lower()] = value.strip()
-                record["dists"].append(
-                    {
-                        "site": site,
-                        "dir": name,
-                        "name": fields.get("name"),
-                        "version": fields.get("version"),
-                    }
-                )
+                entry = {"site": site, "dir": name, "name": fields.get("name"), "version": fields.get("version")}
+                if norm in FRAMEWORK_DISTS and name.endswith(".dist-info"):
+                    # Whose build_info.py / version.py is on disk, when two dists share a package dir.
+                    entry["record"] = self.record_hashes(site + "/" + name + "/RECORD")
+                record["dists"].append(entry)
             for rel in FRAMEWORK_FILES:
-                text = self.read_text(site + "/" + rel)
-                if text is not None:
-                    record["files"].append({"site": site, "path": rel, "text": text})
+                data = self.read_bytes(site + "/" + rel, TEXT_CAP + 1)
+                if data is not None:
+                    digest = None
+                    if len(data) <= TEXT_CAP:
+                        raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+                        digest = "sha256=" + raw.decode("ascii")
+                    text = data[:TEXT_CAP].decode("utf-8", "replace")
+                    record["files"].append({"site": site, "path": rel, "text": text, "sha256": digest})
         if kind == "conda":
             packages = []
             for name in self.listdir(path + "/conda-meta"):
@@ -739,6 +743,16 @@ class Probe:
                     packages.append(name)
             record["conda_meta"] = packages
         return record
+
+    def record_hashes(self, path):
+        """The RECORD hashes of the framework files (RECORD lines are `path,sha256=...,size`)."""
+        data = self.read_bytes(path, RECORD_CAP)
+        hashes = {}
+        for line in (data or b"").decode("utf-8", "replace").splitlines():
+            rel, _, rest = line.partition(",")
+            if rel in FRAMEWORK_FILES:
+                hashes[rel] = rest.partition(",")[0] or None
+        return hashes
 
     # The loader: ld.so.conf and LD_LIBRARY_PATH from every place a login sets it.
     def collect_loader(self, doc):

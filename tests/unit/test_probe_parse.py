@@ -267,6 +267,17 @@ def test_torch_version_py_and_the_cudnn_it_loads() -> None:
     assert envs["/opt/envs/torch2"].python_version == "3.12.3"  # pyvenv.cfg `version_info` (uv)
 
 
+def test_tensorflow_and_tensorflow_gpu_in_one_env() -> None:
+    facts = facts_of("frameworks")
+    envs = {e.path: e for e in facts.envs}
+    builds = {f.name: (f.version, f.cuda_build, f.cudnn_build) for f in envs["/opt/envs/conflict"].frameworks}
+    # RECORD hashes show the build_info.py on disk is tensorflow 2.5.0's, not tensorflow-gpu 2.2.0's.
+    assert builds == {"tensorflow": ("2.5.0", "11.2", "8"), "tensorflow-gpu": ("2.2.0", None, None)}
+    assert any("not the file tensorflow-gpu 2.2.0 installed" in n.message for n in facts.notes)
+    # Without hashes both read the copy on disk, and a note says whose it may be.
+    assert any(n.where.startswith("/opt/envs/conflict-nohash/") and "share this file" in n.message for n in facts.notes)
+
+
 def test_jax_plugin_and_old_jaxlib() -> None:
     envs = {e.path: e for e in facts_of("frameworks").envs}
     (new,) = envs["/opt/envs/jax"].frameworks

@@ -14,6 +14,8 @@ after changing the script on purpose:
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -130,16 +132,24 @@ def cudnn7_cudnn_h(version: str) -> str:
     )
 
 
-def dist(site: str, name: str, version: str, *, egg: bool = False) -> Tree:
-    """An installed distribution's metadata directory, as pip (dist-info) or setuptools (egg-info)."""
+def record_hash(content: str) -> str:
+    digest = hashlib.sha256(content.encode()).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def dist(site: str, name: str, version: str, *, egg: bool = False, files: dict[str, str] | None = None) -> Tree:
+    """An installed distribution's metadata directory, as pip (dist-info) or setuptools (egg-info).
+
+    `files` (path in site-packages -> content the wheel had) go into RECORD with their hashes."""
     stem = f"{name.replace('-', '_')}-{version}"
+    record = "".join(f"{rel},{record_hash(text)},{len(text)}\n" for rel, text in (files or {}).items())
     if egg:
         return {f"{site}/{stem}-py3.9.egg-info/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"}
     return {
         f"{site}/{stem}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: x\n\nLong description\nVersion: 0\n"
         ),
-        f"{site}/{stem}.dist-info/RECORD": "",
+        f"{site}/{stem}.dist-info/RECORD": record + f"{stem}.dist-info/RECORD,,\n",
     }
 
 
@@ -739,6 +749,21 @@ def frameworks() -> Layout:
         "import collections\n\nbuild_info = collections.OrderedDict([('cuda_version', '12.2'), "
         "('cudnn_version', '8'), ('is_cuda_build', True), ('is_rocm_build', False)])\n",
     )
+    # tensorflow-gpu 2.2.0 then tensorflow 2.5.0 into one venv: the second overwrote tensorflow/.
+    # pip's RECORD hashes tell whose build_info.py is on disk; where a RECORD has none, the probe says so.
+    bi = "tensorflow/python/platform/build_info.py"
+    tf22 = "is_rocm_build = False\nis_cuda_build = True\ncuda_version_number = '10.1'\ncudnn_version_number = '7'\n"
+    tf25 = (
+        "import collections\n\nbuild_info = collections.OrderedDict([('cuda_version', '11.2'), "
+        "('cudnn_version', '8'), ('is_cuda_build', True), ('is_rocm_build', False)])\n"
+    )
+    for env_name, hashed in (("conflict", True), ("conflict-nohash", False)):
+        site = site_of(f"{root}/{env_name}", "3.6")
+        tree.update(venv(f"{root}/{env_name}", "/usr/bin/python3.6", "3.6.9"))
+        tree.update(dist(site, "tensorflow-gpu", "2.2.0", files={bi: tf22} if hashed else None))
+        tree.update(dist(site, "tensorflow", "2.5.0", files={bi: tf25} if hashed else None))
+        tree[f"{site}/{bi}"] = tf25
+
     user_site = "/root/.local/lib/python3.6/site-packages"
     tree.update(dist(user_site, "tensorflow", "2.4.1"))
     tree[f"{user_site}/tensorflow/python/platform/build_info.py"] = (
