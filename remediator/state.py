@@ -110,7 +110,8 @@ def _v1_core(db: sqlite3.Connection) -> None:
             at REAL NOT NULL,
             outcome TEXT NOT NULL,
             manifest_json TEXT,
-            facts_digest TEXT REFERENCES facts_blobs(digest)
+            facts_digest TEXT REFERENCES facts_blobs(digest),
+            collected_at TEXT
         );
         CREATE INDEX applies_host_at ON applies(host, at);
         CREATE TABLE verifies (
@@ -120,7 +121,8 @@ def _v1_core(db: sqlite3.Connection) -> None:
             at REAL NOT NULL,
             passed INTEGER NOT NULL,
             result_json TEXT NOT NULL,
-            facts_digest TEXT REFERENCES facts_blobs(digest)
+            facts_digest TEXT REFERENCES facts_blobs(digest),
+            collected_at TEXT
         );
         CREATE INDEX verifies_host_at ON verifies(host, at);
         CREATE TABLE drift_checks (
@@ -412,11 +414,12 @@ class Store:
         """An apply's outcome on a host ("applied", "failed", "unreachable", "skipped", ...) and the
         quarantine manifest it wrote; `facts` are those read after the apply, when apply has them."""
         with self._transaction():
-            digest = self._put_facts(facts)[0] if facts is not None else None
+            digest, collected = self._put_facts(facts) if facts is not None else (None, None)
             return self._write(
-                "INSERT INTO applies(run_id, host, at, outcome, manifest_json, facts_digest) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO applies(run_id, host, at, outcome, manifest_json, facts_digest, collected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (run_id, host, self._now(at), outcome, json.dumps(dict(manifest)) if manifest is not None else None,
-                 digest))
+                 digest, collected))
 
     def record_verify(self, host: str, result: Mapping[str, Any] | str, *, passed: bool | None = None,
                       facts: HostFacts | None = None, run_id: str | None = None, at: float | None = None) -> int:
@@ -429,10 +432,11 @@ class Store:
             else:
                 passed = str(data.get("status", "")).lower() in ("passed", "ok", "pass")
         with self._transaction():
-            digest = self._put_facts(facts)[0] if facts is not None else None
+            digest, collected = self._put_facts(facts) if facts is not None else (None, None)
             return self._write(
-                "INSERT INTO verifies(run_id, host, at, passed, result_json, facts_digest) VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, host, self._now(at), int(passed), json.dumps(data), digest))
+                "INSERT INTO verifies(run_id, host, at, passed, result_json, facts_digest, collected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, host, self._now(at), int(passed), json.dumps(data), digest, collected))
 
     def record_drift(self, run_id: str, report: HostDrift, *, at: float | None = None) -> int:
         compliant = report.compliant
@@ -476,14 +480,14 @@ class Store:
         """The last passing verify that follows an "applied" apply, with the facts of that state: those
         the verify recorded, else the apply's, else the last good probe between the apply and the verify."""
         row = self._db.execute(
-            "SELECT v.at, v.facts_digest, a.at, a.facts_digest FROM verifies v "
+            "SELECT v.at, v.facts_digest, v.collected_at, a.at, a.facts_digest, a.collected_at FROM verifies v "
             "JOIN applies a ON a.host = v.host AND a.outcome = 'applied' AND a.at <= v.at "
             "WHERE v.host = ? AND v.passed = 1 ORDER BY v.at DESC, v.id DESC, a.at DESC, a.id DESC LIMIT 1",
             (host,)).fetchone()
         if row is None:
             return None
-        verify_at, verify_digest, apply_at, apply_digest = row
-        digest, collected = verify_digest or apply_digest, None
+        verify_at, verify_digest, verify_collected, apply_at, apply_digest, apply_collected = row
+        digest, collected = (verify_digest, verify_collected) if verify_digest else (apply_digest, apply_collected)
         if digest is None:
             probe = self._db.execute(
                 "SELECT facts_digest, collected_at FROM probes WHERE host = ? AND facts_digest IS NOT NULL "
