@@ -274,10 +274,14 @@ def _driver_cell(facts: HostFacts) -> Text:
         text.append(f"\nuserspace {_printable(user)}, module not loaded", style="red")
     if d.error:
         text.append("\n" + _printable(d.error.strip().splitlines()[0]), style="red")
-    for gpu in facts.gpus:
+    kinds: dict[str, int] = {}
+    for gpu in facts.gpus:  # eight identical GPUs are one line
         cc = f" sm {gpu.compute_capability}" if gpu.compute_capability else ""
-        memory = f" {gpu.memory_mib // 1024} GiB" if gpu.memory_mib else ""
-        text.append(f"\n{gpu.index}: {_printable(gpu.name)}{memory}{cc}", style="dim")
+        memory = f" {gpu.memory_mib / 1024:.0f} GiB" if gpu.memory_mib else ""
+        line = f"{_printable(gpu.name)}{memory}{cc}"
+        kinds[line] = kinds.get(line, 0) + 1
+    for line, count in kinds.items():
+        text.append(f"\n{count}x {line}", style="dim")
     return text
 
 
