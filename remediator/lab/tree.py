@@ -7,6 +7,7 @@ are resolved the way the host would resolve them, never against the outer machin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import stat
@@ -64,6 +65,9 @@ class Tree:
                 continue
             candidate = "/" + "/".join([*done, name])
             target = self.links.get(candidate)
+            if target is None:
+                with contextlib.suppress(TreeError, OSError):
+                    target = os.readlink(self.layer_path(candidate))
             if target is None and not self._covered(candidate) and self._outer_visible(candidate):
                 outer = self.outer / candidate.lstrip("/")
                 if outer.is_symlink():
