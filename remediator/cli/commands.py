@@ -14,6 +14,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("diagnose", "diagnose"),
     ("plan", "plan"),
     ("lab", "lab"),
+    ("verify", "verify"),
     ("drift", "drift"),
     ("history", "history"),
     ("schedule", "schedule"),
