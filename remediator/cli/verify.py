@@ -141,14 +141,16 @@ def _judge_report(path: str, target: Target | None, matrix: Matrix) -> HostResul
     # Either what remote.py printed, or a whole `remediate verify --format json` document.
     if isinstance(data, dict) and isinstance(data.get("hosts"), list) and data["hosts"]:
         first = data["hosts"][0]
-        data = (first.get("verification") or {}).get("report") if isinstance(first, dict) else None
-        if not isinstance(data, dict):
-            raise InputError(path, "the first host of this verify document has no report")
-    if target is None and isinstance(data, dict):
-        options = data.get("options") if isinstance(data.get("options"), dict) else {}
-        if isinstance(options.get("framework"), str) and isinstance(options.get("framework_version"), str):
-            target = parse_target(f"{options['framework']}=={options['framework_version']}")
-    host = data.get("hostname") if isinstance(data, dict) and isinstance(data.get("hostname"), str) else path
+        verification = first.get("verification") if isinstance(first, dict) else None
+        data = verification.get("report") if isinstance(verification, dict) else None
+    if not isinstance(data, dict):
+        raise InputError(path, "neither a check report nor a verify document with one")
+    options = data.get("options") if isinstance(data.get("options"), dict) else {}
+    if target is None and isinstance(options.get("framework"), str) and isinstance(
+            options.get("framework_version"), str):
+        target = parse_target(f"{options['framework']}=={options['framework_version']}")
+    hostname = data.get("hostname")
+    host = hostname if isinstance(hostname, str) else path
     try:
         value = judge(data, host=host, target=target, matrix=matrix)
     except RemediatorError as exc:
