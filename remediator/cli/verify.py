@@ -145,7 +145,8 @@ def _judge_report(path: str, target: Target | None, matrix: Matrix) -> HostResul
         data = verification.get("report") if isinstance(verification, dict) else None
     if not isinstance(data, dict):
         raise InputError(path, "neither a check report nor a verify document with one")
-    options = data.get("options") if isinstance(data.get("options"), dict) else {}
+    found = data.get("options")
+    options: dict[str, Any] = found if isinstance(found, dict) else {}
     if target is None and isinstance(options.get("framework"), str) and isinstance(
             options.get("framework_version"), str):
         target = parse_target(f"{options['framework']}=={options['framework_version']}")
