@@ -1,0 +1,919 @@
+"""The apply step: carry a saved plan out on the hosts, a canary first, then in batches; and undo a run.
+
+apply re-probes every host it is about to change and refuses those whose facts no longer match the
+plan's fingerprint (stale), locks each host on the control node, then hands the plan's actions to
+the playbooks through `runner.run_playbook` (docs/apply.md is the contract). Outcomes come per host
+from the runner's stats; a rollout stops when a batch fails beyond `max_fail_percent`, as ansible's
+max_fail_percentage does. Every run has its own private data dir under the state dir, whose
+`result.json` is written as the run goes, so an apply killed midway is resumed by the next apply of
+the same plan (same run id, so one quarantine and one rollback cover both).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import secrets
+import shlex
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from remediator import locks
+from remediator.errors import ExitStatus, InputError, RemediatorError, UsageError
+from remediator.facts import HostFacts
+from remediator.fleet import FleetResult
+from remediator.inventory import InventoryHost
+from remediator.plan import PLAN_SCHEMA_VERSION, Action, HostPlan, fingerprint
+from remediator.runner import HostOutcome, RunnerEvent, RunOutcome, run_playbook
+from remediator.safety import check_path
+
+RESULT_SCHEMA_VERSION = 1
+# "running" appears only in the result.json of a run that is still going or was killed.
+HostApplyStatus = Literal["applied", "failed", "unreachable", "stale", "skipped", "check", "rolled_back", "running"]
+RunKind = Literal["apply", "rollback"]
+RunState = Literal["running", "finished", "interrupted"]
+
+DEFAULT_QUARANTINE_ROOT = "/var/lib/remediator/quarantine"
+RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+_GOOD: frozenset[str] = frozenset({"applied", "check", "rolled_back"})
+
+
+class ApplyError(RemediatorError):
+    """apply or rollback could not start (a run dir, a lock on the run, a bad option)."""
+
+
+# --- options ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serial:
+    """Batch size after the canary: a host count (`5`) or a share of the run's hosts (`25%`)."""
+
+    raw: str
+    count: int | None = None
+    percent: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Serial:
+        value = text.strip()
+        m = re.fullmatch(r"(\d{1,3})%", value)
+        if m and 1 <= int(m.group(1)) <= 100:
+            return cls(value, percent=int(m.group(1)))
+        if value.isdigit() and int(value) >= 1:
+            return cls(value, count=int(value))
+        raise UsageError(f"--serial {text!r}: give a host count (5) or a percentage from 1% to 100% (25%)")
+
+    def batch_size(self, total: int) -> int:
+        """As ansible computes `serial`: a percentage of all the run's hosts, rounded down, at least one."""
+        if self.count is not None:
+            return max(1, self.count)
+        return max(1, total * (self.percent or 100) // 100)
+
+
+def batches(hosts: Sequence[str], serial: Serial, *, canary: bool = True) -> list[list[str]]:
+    """The canary (the first host) alone, then the rest `serial` at a time, in order."""
+    if not hosts:
+        return []
+    rest = list(hosts)
+    out: list[list[str]] = []
+    if canary and len(rest) > 1:
+        out.append([rest.pop(0)])
+    size = serial.batch_size(len(hosts))
+    out.extend(rest[i:i + size] for i in range(0, len(rest), size))
+    return out
+
+
+def failed_beyond(failed: int, tried: int, max_fail_percent: int) -> bool:
+    """ansible's max_fail_percentage: stop when the batch's failed share *exceeds* the percentage."""
+    return tried > 0 and failed * 100 > max_fail_percent * tried
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    playbooks_dir: Path
+    state_dir: Path
+    check: bool = False
+    serial: Serial = field(default_factory=lambda: Serial.parse("100%"))
+    max_fail_percent: int = 0
+    canary: bool = True
+    forks: int = 10
+    allow_approval: bool = False
+    quarantine_root: str = DEFAULT_QUARANTINE_ROOT
+    pip_index_url: str = ""
+    pip_find_links: str = ""
+    pip_extra_args: tuple[str, ...] = ()
+    apt_mirror: str = ""
+    accept_new_host_keys: bool = False
+    lock_wait_s: float = 0.0
+    state_db: str | None = None  # the state store (remediator.state); None: its default path
+    record_state: bool = True
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_fail_percent <= 100:
+            raise UsageError(f"--max-fail-percent must be 0 to 100, not {self.max_fail_percent}")
+        if self.forks < 1:
+            raise UsageError(f"--forks must be at least 1, not {self.forks}")
+        root = self.quarantine_root
+        if not root.startswith("/") or root.rstrip("/").count("/") < 2 or ".." in root.split("/"):
+            raise UsageError(f"--quarantine-root must be an absolute path at least two levels deep, not {root!r}")
+        for name, url in (("--pip-index-url", self.pip_index_url), ("--pip-find-links", self.pip_find_links),
+                          ("--apt-mirror", self.apt_mirror)):
+            if re.match(r"[a-z][a-z0-9+.-]*://[^/@]*@", url, re.IGNORECASE):
+                raise UsageError(f"{name} must not carry credentials (user:password@): they would be written "
+                                 "into the run's artifacts",
+                                 hint="put them in the hosts' pip.conf / netrc, or serve a wheelhouse")
+
+    def summary(self) -> dict[str, Any]:
+        return {"check": self.check, "serial": self.serial.raw, "max_fail_percent": self.max_fail_percent,
+                "canary": self.canary, "forks": self.forks, "allow_approval": self.allow_approval,
+                "quarantine_root": self.quarantine_root}
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$REMEDIATE_STATE_DIR, else $XDG_STATE_HOME/remediator, else ~/.local/state/remediator."""
+    env = os.environ if environ is None else environ
+    if env.get("REMEDIATE_STATE_DIR"):
+        return Path(env["REMEDIATE_STATE_DIR"]).expanduser()
+    base = env.get("XDG_STATE_HOME") or ""
+    root = Path(base) if base.startswith("/") else Path(env.get("HOME") or Path.home()) / ".local" / "state"
+    return root / "remediator"
+
+
+def default_playbooks_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$REMEDIATE_PLAYBOOKS, else playbooks/ of the repository this package runs from."""
+    env = os.environ if environ is None else environ
+    if env.get("REMEDIATE_PLAYBOOKS"):
+        return Path(env["REMEDIATE_PLAYBOOKS"]).expanduser()
+    return Path(__file__).resolve().parents[1] / "playbooks"
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- the plan file ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    path: str
+    sha256: str
+    hosts: tuple[HostPlan, ...]
+    venv_root: str
+
+    def host(self, name: str) -> HostPlan:
+        for h in self.hosts:
+            if h.host == name:
+                return h
+        raise KeyError(name)
+
+
+def read_plan(path: str) -> PlanFile:
+    """Read what `remediate plan --out` wrote: the hosts, their actions and fingerprints (InputError if bad)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the plan: {exc.strerror or exc}",
+                         hint="save one with `remediate plan -i INVENTORY --out plan.json`") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(path, f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or "hosts" not in doc:
+        raise InputError(path, "not a plan file (no hosts)", hint="save one with `remediate plan --out`")
+    if doc.get("schema_version") != PLAN_SCHEMA_VERSION:
+        raise InputError(path, f"plan schema_version {doc.get('schema_version')!r} is not "
+                               f"{PLAN_SCHEMA_VERSION}", hint="make the plan again with this version of remediate")
+    policy = doc.get("policy")
+    root = policy.get("venv_root") if isinstance(policy, dict) else None
+    venv_root = root if isinstance(root, str) else "/opt/remediator/venvs"
+    hosts_doc = doc["hosts"]
+    if not isinstance(hosts_doc, list):
+        raise InputError(path, "hosts: not a list")
+    hosts: list[HostPlan] = []
+    seen: set[str] = set()
+    for i, h in enumerate(hosts_doc):
+        hp = _host_plan(path, i, h)
+        if hp.host in seen:
+            raise InputError(path, f"host {hp.host!r} appears twice", field=f"hosts[{i}]")
+        seen.add(hp.host)
+        hosts.append(hp)
+    return PlanFile(path, hashlib.sha256(raw).hexdigest(), tuple(hosts), venv_root)
+
+
+def _host_plan(path: str, i: int, h: Any) -> HostPlan:
+    where = f"hosts[{i}]"
+    if not isinstance(h, dict) or not isinstance(h.get("host"), str) or not h["host"]:
+        raise InputError(path, "not a host entry with a name", field=where)
+    status = h.get("status")
+    if status not in ("compliant", "changes", "blocked", "unreachable"):
+        raise InputError(path, f"status {status!r} is not compliant/changes/blocked/unreachable", field=where)
+    actions: list[Action] = []
+    raw_actions = h.get("actions") or []
+    if not isinstance(raw_actions, list):
+        raise InputError(path, "actions: not a list", field=where)
+    for j, a in enumerate(raw_actions):
+        if not (isinstance(a, dict) and isinstance(a.get("kind"), str) and isinstance(a.get("params"), dict)):
+            raise InputError(path, "not an action with a kind and params", field=f"{where}.actions[{j}]")
+        actions.append(Action(a["kind"], dict(a["params"]), a.get("finding"), str(a.get("reason") or ""),
+                              bool(a.get("requires_approval"))))
+    target = h.get("target")
+    fp = h.get("fingerprint")
+    if fp is not None and not (isinstance(fp, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", fp)):
+        raise InputError(path, f"fingerprint {fp!r} is not sha256:<64 hex>", field=where)
+    return HostPlan(host=h["host"], status=status, target=dict(target) if isinstance(target, dict) else None,
+                    actions=tuple(actions), fingerprint=fp, error=h.get("error") if isinstance(h.get("error"), str)
+                    else None)
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostApply:
+    host: str
+    status: HostApplyStatus
+    error: str | None = None
+    hint: str | None = None
+    batch: str | None = None
+    task: str | None = None  # the task that failed
+    quarantine_manifest: str | None = None  # where the run's manifest is on the host
+    manifest: Mapping[str, Any] | None = None  # its content, when the playbook reported it
+    plan_fingerprint: str | None = None
+    probed_fingerprint: str | None = None
+    resumed: bool = False  # run again after the run was interrupted on this host
+    counts: Mapping[str, int] = field(default_factory=dict)
+    verify: Mapping[str, Any] | None = None
+    planned: str | None = None  # the host's status in the plan, for hosts skipped because of it
+
+    @property
+    def counts_against(self) -> bool:
+        """Whether this host keeps the run from being a full success (compliant hosts do not)."""
+        return self.status not in _GOOD and not (self.status == "skipped" and self.planned == "compliant")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host, "status": self.status, "error": self.error, "hint": self.hint, "batch": self.batch,
+            "task": self.task, "quarantine_manifest": self.quarantine_manifest,
+            "plan_fingerprint": self.plan_fingerprint, "probed_fingerprint": self.probed_fingerprint,
+            "resumed": self.resumed, "counts": dict(self.counts), "verify": self.verify, "planned": self.planned,
+        }
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    ident: str
+    hosts: tuple[str, ...]
+    runner_status: str
+    rc: int | None
+    failed: int
+    artifact_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ident": self.ident, "hosts": list(self.hosts), "runner_status": self.runner_status, "rc": self.rc,
+                "failed": self.failed, "artifact_dir": self.artifact_dir}
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    kind: RunKind
+    run_id: str
+    private_data_dir: str
+    state: RunState
+    hosts: tuple[HostApply, ...]
+    batches: tuple[BatchResult, ...] = ()
+    check: bool = False
+    plan_path: str | None = None
+    plan_sha256: str | None = None
+    inventory: str | None = None
+    undoes: str | None = None  # rollback: the run it undid
+    started_at: str = ""
+    finished_at: str | None = None
+    stopped: str | None = None  # why the rollout stopped before every host had its turn
+    resumed: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    pid: int | None = None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for h in self.hosts:
+            out[h.status] = out.get(h.status, 0) + 1
+        return out
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """0 every host done (applied and verified, checked, rolled back); 2 some; 1 none that were tried."""
+        against = [h for h in self.hosts if h.counts_against or _verify_failed(h)]
+        if self.state == "finished" and not against:
+            return ExitStatus.OK
+        good = [h for h in self.hosts if h.status in _GOOD]
+        tried = [h for h in self.hosts if h.status != "skipped" or h.planned is None]
+        if good or not tried:
+            return ExitStatus.CHANGES
+        return ExitStatus.ERROR
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": RESULT_SCHEMA_VERSION, "kind": self.kind, "run_id": self.run_id,
+            "state": self.state, "check": self.check, "undoes": self.undoes,
+            "plan": {"path": self.plan_path, "sha256": self.plan_sha256} if self.plan_path else None,
+            "inventory": self.inventory, "private_data_dir": self.private_data_dir, "pid": self.pid,
+            "started_at": self.started_at, "finished_at": self.finished_at, "resumed": self.resumed,
+            "stopped": self.stopped, "options": dict(self.options), "notes": list(self.notes),
+            "summary": self.counts(), "exit_status": int(self.exit_status),
+            "batches": [b.to_dict() for b in self.batches], "hosts": [h.to_dict() for h in self.hosts],
+        }
+
+
+def _verify_failed(h: HostApply) -> bool:
+    return h.verify is not None and h.verify.get("passed") is False
+
+
+# --- progress -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyEvent:
+    """What a progress display is told: a phase, a batch starting or ending, a host's outcome, or a runner
+    event. Sent from apply's thread and the runner's; the receiver must only queue it."""
+
+    kind: Literal["phase", "batch", "batch_done", "host", "runner", "warning"]
+    message: str | None = None
+    host: str | None = None
+    status: str | None = None
+    batch: str | None = None
+    hosts: tuple[str, ...] = ()
+    runner: RunnerEvent | None = None
+
+
+class StopSignal:
+    """Ctrl-C as apply understands it: stop after the running batch, or cancel the running batch now."""
+
+    def __init__(self) -> None:
+        self.after_batch = threading.Event()
+        self.now = threading.Event()
+
+    def request(self) -> int:
+        """One more request to stop; returns how many there have been (1: after the batch, 2: now)."""
+        if self.after_batch.is_set():
+            self.now.set()
+            return 2
+        self.after_batch.set()
+        return 1
+
+
+ProbeFn = Callable[[Sequence[InventoryHost]], FleetResult[HostFacts]]
+RunFn = Callable[..., RunOutcome]
+
+
+# --- the host vars the playbooks get ------------------------------------------------------------------
+
+
+def ssh_common_args(host: InventoryHost) -> str:
+    """The probe's strictness for ansible's ssh: the same known_hosts files, changed or unknown keys refused.
+
+    The inventory's own ssh arguments follow; ssh takes the first value of an option, so ours win.
+    """
+    from remediator.transport.ssh import USER_KNOWN_HOSTS
+
+    files = host.known_hosts_files or tuple(os.path.expanduser(p) for p in USER_KNOWN_HOSTS)
+    ours = ["-o", "UserKnownHostsFile=" + " ".join(files), "-o", "StrictHostKeyChecking=yes"]
+    text = " ".join(shlex.quote(part) for part in ours)
+    return f"{text} {host.ssh_args}".strip()
+
+
+def connection_vars(host: InventoryHost) -> dict[str, Any]:
+    """The connection vars of an inventory host, copied for ansible (paths to keys, never key material)."""
+    out: dict[str, Any] = {}
+    if host.connection == "local":
+        out["ansible_connection"] = "local"
+    else:
+        out["ansible_host"] = host.address
+        if not host.port_defaulted:
+            out["ansible_port"] = host.port
+        if host.user:
+            out["ansible_user"] = host.user
+        if host.private_key_file:
+            out["ansible_ssh_private_key_file"] = host.private_key_file
+        out["ansible_ssh_common_args"] = ssh_common_args(host)
+    if host.become:
+        out["ansible_become"] = True
+    return out
+
+
+def plan_host_vars(hp: HostPlan) -> dict[str, Any]:
+    return {
+        "remediator_actions": [a.to_dict() for a in hp.actions],
+        "remediator_target": dict(hp.target) if hp.target else {},
+        "remediator_fingerprint": hp.fingerprint,
+    }
+
+
+def extravars(run_id: str, options: ApplyOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "remediator_run_id": run_id,
+        "remediator_quarantine_root": options.quarantine_root.rstrip("/"),
+        "remediator_allow_approval": options.allow_approval,
+        "remediator_pip_index_url": options.pip_index_url,
+        "remediator_pip_find_links": options.pip_find_links,
+        "remediator_pip_extra_args": list(options.pip_extra_args),
+    }
+    if options.apt_mirror:
+        out["remediator_apt_mirror"] = options.apt_mirror
+    return out
+
+
+def manifest_path(options: ApplyOptions, run_id: str) -> str:
+    return f"{options.quarantine_root.rstrip('/')}/{run_id}/manifest.json"
+
+
+# --- the run directory and its journal ----------------------------------------------------------------
+
+
+def runs_dir(state_dir: Path) -> Path:
+    return state_dir / "runs"
+
+
+def run_dir(state_dir: Path, run_id: str) -> Path:
+    if not RUN_ID_RE.fullmatch(run_id):
+        raise UsageError(f"{run_id!r} is not a run id (like 20260510T120000Z-3f9a1c)")
+    return runs_dir(state_dir) / run_id
+
+
+def load_result(state_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The result.json of a run in the state dir, or None when there is none (or it is unreadable)."""
+    try:
+        doc = json.loads((run_dir(state_dir, run_id) / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def find_interrupted(state_dir: Path, plan_sha256: str) -> dict[str, Any] | None:
+    """The newest apply of this plan (not in check mode) that never finished and whose process is gone."""
+    base = runs_dir(state_dir)
+    if not base.is_dir():
+        return None
+    for entry in sorted(base.iterdir(), reverse=True):
+        if not RUN_ID_RE.fullmatch(entry.name):
+            continue
+        doc = load_result(state_dir, entry.name)
+        if doc is None or doc.get("kind") != "apply" or doc.get("check") or doc.get("state") == "finished":
+            continue
+        if (doc.get("plan") or {}).get("sha256") != plan_sha256:
+            continue
+        if locks.is_locked(entry / ".lock"):
+            continue  # still running
+        return doc
+    return None
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+# --- the rollout (shared by apply and rollback) -------------------------------------------------------
+
+
+class _Rollout:
+    """Runs one playbook over locked hosts in batches and keeps the run's result.json current."""
+
+    def __init__(self, *, kind: RunKind, run_id: str, options: ApplyOptions, playbook: Path,
+                 result: ApplyResult, on_event: Callable[[ApplyEvent], None] | None, stop: StopSignal | None,
+                 run: RunFn) -> None:
+        self.kind = kind
+        self.run_id = run_id
+        self.options = options
+        self.playbook = playbook
+        self.result = result
+        self.hosts: dict[str, HostApply] = {h.host: h for h in result.hosts}
+        self.batches: list[BatchResult] = list(result.batches)
+        self.on_event = on_event
+        self.stop = stop or StopSignal()
+        self.run = run
+        self.pdd = Path(result.private_data_dir)
+        self.host_locks: locks.HostLocks | None = None
+
+    def emit(self, event: ApplyEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def set(self, host: HostApply) -> None:
+        self.hosts[host.host] = host
+        self.emit(ApplyEvent("host", host=host.host, status=host.status, message=host.error, batch=host.batch))
+
+    def snapshot(self, state: RunState, stopped: str | None = None) -> ApplyResult:
+        order = [h.host for h in self.result.hosts] + [n for n in self.hosts if n not in
+                                                         {h.host for h in self.result.hosts}]
+        return dataclasses.replace(
+            self.result, state=state, hosts=tuple(self.hosts[n] for n in order), batches=tuple(self.batches),
+            stopped=stopped if stopped is not None else self.result.stopped,
+            finished_at=_now() if state != "running" else None,
+        )
+
+    def save(self, state: RunState = "running", stopped: str | None = None) -> ApplyResult:
+        self.result = self.snapshot(state, stopped)
+        write_json_atomic(self.pdd / "result.json", self.result.to_dict())
+        return self.result
+
+    def roll_out(self, order: Sequence[str], host_vars: Mapping[str, Mapping[str, Any]],
+                 extra: Mapping[str, Any], ok_status: HostApplyStatus, canary: bool) -> str | None:
+        """Run the batches; returns why it stopped early, or None when every host had its turn."""
+        plan = batches(order, self.options.serial, canary=canary)
+        with_canary = canary and len(order) > 1
+        first_index = self.next_ident_number()
+        for n, batch in enumerate(plan):
+            label = "canary" if with_canary and n == 0 else f"batch{n if with_canary else n + 1}"
+            ident = f"{first_index + n:02d}-{label}"
+            self.emit(ApplyEvent("batch", batch=ident, hosts=tuple(batch)))
+            for name in batch:
+                self.hosts[name] = dataclasses.replace(self.hosts[name], status="running", batch=ident, error=None)
+            self.save()
+            outcome = self.run_batch(ident, batch, host_vars, extra)
+            failed = 0
+            for name in batch:
+                h = self.host_from(self.hosts[name], outcome.hosts[name], ident, ok_status)
+                failed += h.status in ("failed", "unreachable")
+                self.set(h)
+            self.batches.append(BatchResult(ident, tuple(batch), outcome.status, outcome.rc, failed,
+                                            outcome.artifact_dir))
+            self.emit(ApplyEvent("batch_done", batch=ident, hosts=tuple(batch), status=outcome.status))
+            self.save()
+            remaining = [h for b in plan[n + 1:] for h in b]
+            why = None
+            if outcome.status == "canceled" or self.stop.now.is_set():
+                why = "interrupted: the running batch was cancelled"
+            elif self.stop.after_batch.is_set() and remaining:
+                why = f"interrupted: stopped after batch {ident}"
+            elif failed_beyond(failed, len(batch), self.options.max_fail_percent) and remaining:
+                share = failed * 100 // len(batch)
+                why = (f"{'the canary' if label == 'canary' else f'batch {ident}'} failed ({failed} of "
+                       f"{len(batch)} hosts, {share}% > --max-fail-percent {self.options.max_fail_percent})")
+            if why is not None:
+                for name in remaining:
+                    self.set(dataclasses.replace(self.hosts[name], status="skipped",
+                                                 error=f"not run: the rollout stopped: {why}"))
+                return why
+        return None
+
+    def next_ident_number(self) -> int:
+        """After every batch this run dir has seen, a killed one included (its artifacts stay apart)."""
+        numbers = [0, len(self.batches)]
+        artifacts = self.pdd / "artifacts"
+        if artifacts.is_dir():
+            numbers += [int(p.name[:2]) for p in artifacts.iterdir() if p.name[:2].isdigit()]
+        return max(numbers) + 1
+
+    def run_batch(self, ident: str, batch: Sequence[str], host_vars: Mapping[str, Mapping[str, Any]],
+                  extra: Mapping[str, Any]) -> RunOutcome:
+        recorded: list[int] = []
+
+        def on_runner(event: RunnerEvent) -> None:
+            if event.pid and not recorded:
+                recorded.append(event.pid)
+                if self.host_locks is not None:
+                    self.host_locks.record_runner(batch, event.pid)
+            self.emit(ApplyEvent("runner", host=event.host, batch=ident, runner=event))
+
+        try:
+            return self.run(self.playbook, {h: host_vars[h] for h in batch}, extra, private_data_dir=self.pdd,
+                            check=self.options.check, on_event=on_runner, ident=ident, forks=self.options.forks,
+                            cancel=self.stop.now.is_set)
+        finally:
+            if self.host_locks is not None and recorded:
+                self.host_locks.record_runner(batch, None)
+
+    def host_from(self, before: HostApply, outcome: HostOutcome, ident: str,
+                  ok_status: HostApplyStatus) -> HostApply:
+        manifest = None if self.options.check or self.kind == "rollback" else manifest_path(self.options,
+                                                                                         self.run_id)
+        status: HostApplyStatus
+        if outcome.status == "ok":
+            status = "check" if self.options.check and self.kind == "apply" else ok_status
+            error = None
+        elif outcome.status == "unreachable":
+            status, error = "unreachable", outcome.message or "unreachable"
+        else:
+            status, error = "failed", outcome.message or "failed"
+        return dataclasses.replace(before, status=status, error=error, hint=None, batch=ident, task=outcome.task,
+                                   quarantine_manifest=manifest, manifest=outcome.facts.get("remediator_manifest")
+                                   if isinstance(outcome.facts.get("remediator_manifest"), Mapping) else None,
+                                   counts=outcome.counts())
+
+
+# --- apply --------------------------------------------------------------------------------------------
+
+
+def apply_plan(
+    plan: PlanFile,
+    inventory: Sequence[InventoryHost],
+    options: ApplyOptions,
+    *,
+    inventory_path: str | None = None,
+    in_inventory: Iterable[str] | None = None,
+    on_event: Callable[[ApplyEvent], None] | None = None,
+    stop: StopSignal | None = None,
+    probe: ProbeFn | None = None,
+    run: RunFn = run_playbook,
+    resume: bool = True,
+) -> ApplyResult:
+    """Apply `plan` to the hosts of `inventory` it names (those of the limit); one result per plan host.
+
+    `in_inventory` names every host of the whole inventory (before a limit): plan hosts outside the limit
+    are left out of the result, plan hosts missing from the inventory are skipped. `probe` and `run`
+    stand in for the probe and ansible-runner in tests.
+    """
+    playbook = options.playbooks_dir / "remediate.yml"
+    if not playbook.is_file():
+        raise ApplyError(f"playbook {playbook} not found",
+                         hint="pass --playbooks DIR (or set REMEDIATE_PLAYBOOKS) to the directory with remediate.yml")
+    by_name = {h.name: h for h in inventory}
+    known = set(in_inventory) if in_inventory is not None else set(by_name)
+    selected = [h for h in plan.hosts if h.host in by_name or h.host not in known]
+
+    previous = find_interrupted(options.state_dir, plan.sha256) if resume and not options.check else None
+    run_id = str(previous["run_id"]) if previous else new_run_id()
+    pdd = run_dir(options.state_dir, run_id)
+    pdd.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with locks.run_lock(pdd / ".lock") as mine:
+        if not mine:
+            raise ApplyError(f"run {run_id} is in use by another remediate process")
+        return _apply_locked(plan, selected, by_name, options, playbook, run_id, pdd, previous, inventory_path,
+                             on_event, stop, probe, run)
+
+
+def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping[str, InventoryHost],
+                  options: ApplyOptions, playbook: Path, run_id: str, pdd: Path, previous: Mapping[str, Any] | None,
+                  inventory_path: str | None, on_event: Callable[[ApplyEvent], None] | None,
+                  stop: StopSignal | None, probe: ProbeFn | None, run: RunFn) -> ApplyResult:
+    before = {str(h.get("host")): h for h in (previous or {}).get("hosts", []) if isinstance(h, dict)}
+    notes: list[str] = []
+    if previous:
+        notes.append(f"resumed run {run_id}, interrupted at {previous.get('started_at') or '?'}")
+    hosts: list[HostApply] = []
+    candidates: list[HostPlan] = []
+    for hp in selected:
+        earlier = before.get(hp.host)
+        if earlier and earlier.get("status") == "applied":
+            hosts.append(HostApply(hp.host, "applied", batch=earlier.get("batch"), plan_fingerprint=hp.fingerprint,
+                                   quarantine_manifest=manifest_path(options, run_id),
+                                   error=None, resumed=True, counts=earlier.get("counts") or {}))
+        elif hp.host not in by_name:
+            hosts.append(HostApply(hp.host, "skipped", error="not in the inventory", planned=hp.status,
+                                   plan_fingerprint=hp.fingerprint))
+        elif hp.status != "changes":
+            why = {"compliant": "compliant when planned: nothing to do",
+                   "blocked": f"blocked when planned: {hp.error or '?'}",
+                   "unreachable": f"unreachable when planned: {hp.error or '?'}; plan again"}.get(hp.status, "")
+            hosts.append(HostApply(hp.host, "skipped", error=why, planned=hp.status, plan_fingerprint=hp.fingerprint))
+        else:
+            hosts.append(HostApply(hp.host, "skipped", error="waiting", plan_fingerprint=hp.fingerprint))
+            candidates.append(hp)
+    started = _now()
+    result = ApplyResult(
+        kind="apply", run_id=run_id, private_data_dir=str(pdd), state="running", hosts=tuple(hosts),
+        check=options.check, plan_path=os.path.abspath(plan.path), plan_sha256=plan.sha256, inventory=inventory_path,
+        started_at=str(previous.get("started_at")) if previous else started, resumed=previous is not None,
+        options=options.summary(), notes=tuple(notes), pid=os.getpid(),
+    )
+    if previous:
+        result = dataclasses.replace(result, batches=tuple(
+            BatchResult(str(b.get("ident")), tuple(b.get("hosts") or ()), str(b.get("runner_status")), b.get("rc"),
+                        int(b.get("failed") or 0), str(b.get("artifact_dir")))
+            for b in previous.get("batches", []) if isinstance(b, dict)))
+    ro = _Rollout(kind="apply", run_id=run_id, options=options, playbook=playbook, result=result,
+                  on_event=on_event, stop=stop, run=run)
+    ro.save()
+    store = _StoreHook(options, run_id, "apply --check" if options.check else "apply", ro.emit)
+    stopped: str | None = None
+    state: RunState = "finished"
+    try:
+        stopped = _apply_candidates(ro, plan, candidates, by_name, options, before, probe)
+        if stopped and stopped.startswith("interrupted"):
+            state = "interrupted"
+        if options.verify and not options.check:
+            _verify_hook(ro, [h for h in ro.hosts.values() if h.status == "applied"])
+    except BaseException:
+        ro.save("interrupted", "interrupted: remediate stopped")
+        raise
+    finally:
+        if ro.host_locks is not None:
+            ro.host_locks.release()
+    final = ro.save(state, stopped)
+    store.record(final)
+    return final
+
+
+def _apply_candidates(ro: _Rollout, plan: PlanFile, candidates: Sequence[HostPlan],
+                      by_name: Mapping[str, InventoryHost], options: ApplyOptions,
+                      before: Mapping[str, Mapping[str, Any]], probe: ProbeFn | None) -> str | None:
+    if not candidates:
+        return None
+    ro.emit(ApplyEvent("phase", message=f"locking {len(candidates)} host(s)"))
+    ro.host_locks = locks.acquire(
+        options.state_dir, [hp.host for hp in candidates], ro.run_id, started_at=ro.result.started_at,
+        wait_s=options.lock_wait_s,
+        on_wait=lambda host, holder: ro.emit(ApplyEvent("warning", host=host,
+                                                        message=f"waiting for {holder.describe()}")),
+    )
+    for refused in ro.host_locks.refused:
+        ro.set(dataclasses.replace(ro.hosts[refused.host], status="skipped", error=refused.reason,
+                                   hint="wait for the other apply to finish, or pass --lock-wait SECONDS"))
+    locked = [hp for hp in candidates if hp.host in ro.host_locks.held]
+    # Checked again here, on the control node: a plan file is only JSON and can be edited by hand.
+    ready: list[HostPlan] = []
+    for hp in locked:
+        bad = [a.params.get("path") for a in hp.actions if a.kind == "quarantine_path"
+               and not check_path(a.params.get("path"), managed_roots=(plan.venv_root,)).allowed]
+        if bad:
+            ro.set(dataclasses.replace(ro.hosts[hp.host], status="failed",
+                                       error=f"the plan quarantines {bad[0]!r}, which is outside the allowlist",
+                                       hint="make the plan again; remediate only moves paths on its allowlist"))
+        else:
+            ready.append(hp)
+    if not ready:
+        return None
+    ro.emit(ApplyEvent("phase", message=f"probing {len(ready)} host(s) again"))
+    probed = _probe(probe, [by_name[hp.host] for hp in ready], options)
+    eligible: list[HostPlan] = []
+    for hp in ready:
+        r = probed[hp.host]
+        earlier = before.get(hp.host) or {}
+        # A host an interrupted attempt of this run worked on has changed because of it: its fingerprint
+        # cannot match, and the playbooks carry on from the run's own manifest.
+        attempted = earlier.get("status") in ("running", "failed", "unreachable")
+        if r.status != "ok" or r.value is None:
+            ro.set(dataclasses.replace(ro.hosts[hp.host], status="unreachable" if r.status == "unreachable"
+                                       else "failed", error=f"probe before apply: {r.error}", hint=r.hint))
+            continue
+        now = fingerprint(r.value)
+        h = dataclasses.replace(ro.hosts[hp.host], probed_fingerprint=now)
+        if hp.fingerprint is None:
+            ro.set(dataclasses.replace(h, status="stale", error="the plan has no fingerprint for this host"))
+        elif now != hp.fingerprint and not attempted:
+            ro.set(dataclasses.replace(h, status="stale", error="the host changed since the plan was made "
+                                       "(its facts no longer match the plan's fingerprint)",
+                                       hint="make the plan again: remediate plan -i INVENTORY --out plan.json"))
+        else:
+            ro.hosts[hp.host] = dataclasses.replace(h, resumed=now != hp.fingerprint, error=None)
+            eligible.append(hp)
+    if ro.host_locks is not None:
+        ro.host_locks.release([hp.host for hp in ready if hp not in eligible])
+    if not eligible:
+        return None
+    host_vars = {hp.host: {**connection_vars(by_name[hp.host]), **plan_host_vars(hp)} for hp in eligible}
+    ro.save()
+    return ro.roll_out([hp.host for hp in eligible], host_vars, extravars(ro.run_id, options),
+                       "applied", canary=options.canary)
+
+
+def _probe(probe: ProbeFn | None, hosts: Sequence[InventoryHost], options: ApplyOptions) -> FleetResult[HostFacts]:
+    if probe is not None:
+        return probe(hosts)
+    from remediator.probe import probe_fleet
+
+    return probe_fleet(hosts, forks=options.forks, accept_new_host_keys=options.accept_new_host_keys)
+
+
+def _verify_hook(ro: _Rollout, applied: Sequence[HostApply]) -> None:
+    """Verify the applied hosts, once `remediator.verify` offers a library call for it.
+
+    TODO(#6): call remediator.verify's fleet function (rungs that need a GPU report skip on lab hosts) and
+    store each host's result in HostApply.verify as {"passed": bool, ...}; until then apply says it did not.
+    """
+    if not applied:
+        return
+    ro.emit(ApplyEvent("warning", message="verify did not run: remediator.verify has no library call yet; "
+                                          "run `remediate verify` once it exists"))
+
+
+class _StoreHook:
+    """Records the run in the state store (remediator.state); a store error is a warning, never a failure."""
+
+    def __init__(self, options: ApplyOptions, run_id: str, command: str,
+                 emit: Callable[[ApplyEvent], None]) -> None:
+        self.options = options
+        self.run_id = run_id
+        self.command = command
+        self.emit = emit
+
+    def record(self, result: ApplyResult) -> None:
+        if not self.options.record_state:
+            return
+        try:
+            from remediator.state import open_store
+
+            with open_store(self.options.state_db) as store:
+                store.start_run(self.command, run_id=self.run_id)
+                for h in result.hosts:
+                    if h.status == "skipped" and h.planned is not None:
+                        continue
+                    manifest = dict(h.manifest) if h.manifest is not None else (
+                        {"path": h.quarantine_manifest} if h.quarantine_manifest else None)
+                    store.record_apply(self.run_id, h.host, h.status, manifest)
+                store.finish_run(self.run_id, int(result.exit_status))
+        except Exception as exc:  # the hosts are done whatever the store says
+            self.emit(ApplyEvent("warning", message=f"could not record the run in the state store: {exc}"))
+
+
+# --- rollback -----------------------------------------------------------------------------------------
+
+
+def rollback_run(
+    undo_run_id: str,
+    inventory: Sequence[InventoryHost],
+    options: ApplyOptions,
+    *,
+    inventory_path: str | None = None,
+    limited: bool = False,
+    on_event: Callable[[ApplyEvent], None] | None = None,
+    stop: StopSignal | None = None,
+    run: RunFn = run_playbook,
+) -> ApplyResult:
+    """Run playbooks/rollback.yml for `undo_run_id` on the inventory's hosts (all of them when `limited`,
+    else those the run's local record says it touched, when there is a record)."""
+    if not RUN_ID_RE.fullmatch(undo_run_id):
+        raise UsageError(f"{undo_run_id!r} is not a run id (like 20260510T120000Z-3f9a1c)",
+                         hint="the run id is in apply's summary and result.json")
+    playbook = options.playbooks_dir / "rollback.yml"
+    if not playbook.is_file():
+        raise ApplyError(f"playbook {playbook} not found",
+                         hint="pass --playbooks DIR (or set REMEDIATE_PLAYBOOKS) to the directory with rollback.yml")
+    record = load_result(options.state_dir, undo_run_id)
+    by_name = {h.name: h for h in inventory}
+    names = [h.name for h in inventory]
+    notes: list[str] = []
+    skipped: list[HostApply] = []
+    if record is not None and not limited:
+        touched = [str(h.get("host")) for h in record.get("hosts", []) if isinstance(h, dict)
+                   and h.get("status") in ("applied", "failed", "unreachable")]
+        names = [n for n in touched if n in by_name]
+        skipped = [HostApply(n, "skipped", error="not in the inventory") for n in touched if n not in by_name]
+        notes.append(f"hosts from the record of run {undo_run_id}: {len(touched)}")
+    elif record is None:
+        notes.append(f"no local record of run {undo_run_id}: rolling back every host given")
+    run_id = new_run_id()
+    pdd = run_dir(options.state_dir, run_id)
+    pdd.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hosts = tuple([HostApply(n, "skipped", error="waiting") for n in names] + skipped)
+    result = ApplyResult(kind="rollback", run_id=run_id, private_data_dir=str(pdd), state="running", hosts=hosts,
+                         inventory=inventory_path, undoes=undo_run_id, started_at=_now(), options=options.summary(),
+                         notes=tuple(notes), pid=os.getpid())
+    opts = dataclasses.replace(options, check=False)
+    with locks.run_lock(pdd / ".lock"):
+        ro = _Rollout(kind="rollback", run_id=run_id, options=opts, playbook=playbook, result=result,
+                      on_event=on_event, stop=stop, run=run)
+        ro.save()
+        store = _StoreHook(options, run_id, f"rollback {undo_run_id}", ro.emit)
+        stopped: str | None = None
+        state: RunState = "finished"
+        try:
+            if names:
+                ro.host_locks = locks.acquire(options.state_dir, names, run_id, started_at=result.started_at,
+                                              wait_s=options.lock_wait_s)
+                for refused in ro.host_locks.refused:
+                    ro.set(dataclasses.replace(ro.hosts[refused.host], status="skipped", error=refused.reason))
+                held = [n for n in names if n in ro.host_locks.held]
+                host_vars = {n: connection_vars(by_name[n]) for n in held}
+                extra = {**extravars(undo_run_id, opts), "remediator_rollback_id": run_id}
+                if held:
+                    stopped = ro.roll_out(held, host_vars, extra, "rolled_back", canary=False)
+                    if stopped and stopped.startswith("interrupted"):
+                        state = "interrupted"
+        except BaseException:
+            ro.save("interrupted", "interrupted: remediate stopped")
+            raise
+        finally:
+            if ro.host_locks is not None:
+                ro.host_locks.release()
+        final = ro.save(state, stopped)
+    store.record(final)
+    return final
+
+
+__all__ = [
+    "ApplyError", "ApplyEvent", "ApplyOptions", "ApplyResult", "BatchResult", "HostApply", "PlanFile", "Serial",
+    "StopSignal", "apply_plan", "batches", "connection_vars", "default_playbooks_dir", "default_state_dir",
+    "extravars", "failed_beyond", "find_interrupted", "load_result", "read_plan", "rollback_run", "ssh_common_args",
+]
