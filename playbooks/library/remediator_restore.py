@@ -1,0 +1,160 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Put a run's quarantined paths back where they were, byte for byte, newest first.
+
+The rollback side of quarantine: each item goes back only to its allowlisted original path, only when
+nothing else is there now, and is verified against the manifest's record before it counts as restored.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: remediator_restore
+short_description: Restore the paths a remediator run quarantined, verified against its manifest
+description:
+  - Moves every item of C(<root>/<run_id>/manifest.json) in state C(moved) back to its original
+    path (newest first), by rename or by copy, verify and remove across filesystems, and marks it
+    C(restored) once type, mode, owner, link targets and every file's sha256 match the record.
+  - Refuses an item whose original path is taken by something else now, or whose original path
+    fails the allowlist on this host; the other items are still restored, and the module fails.
+  - Resumes after a kill; a second run changes nothing.
+options:
+  run_id:
+    description: The run to undo.
+    type: str
+    required: true
+  root:
+    description: The quarantine root.
+    type: path
+    default: /var/lib/remediator/quarantine
+  managed_roots:
+    description: Directories remediate fills itself (the venv root).
+    type: list
+    elements: path
+    default: []
+author: remediator
+"""
+
+EXAMPLES = r"""
+- name: Restore what run 20260101T000000Z-abcdef moved
+  remediator_restore:
+    run_id: 20260101T000000Z-abcdef
+"""
+
+RETURN = r"""
+restored:
+  description: Original paths put back by this call.
+  type: list
+  returned: always
+conflicts:
+  description: Items left in quarantine, with why.
+  type: list
+  returned: always
+packages:
+  description: The manifest's package records (for the rollback playbook to reinstall or remove).
+  type: list
+  returned: always
+changes:
+  description: The manifest's change records (links, venvs, pins).
+  type: list
+  returned: always
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.remediator_common import (
+    check_real_path,
+    load_manifest,
+    makedirs,
+    move,
+    now,
+    run_dir,
+    same_content,
+    write_manifest,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            run_id=dict(type="str", required=True),
+            root=dict(type="path", default="/var/lib/remediator/quarantine"),
+            managed_roots=dict(type="list", elements="path", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        directory = run_dir(p["root"], p["run_id"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    doc = load_manifest(directory)
+    if doc is None:
+        module.fail_json(msg="no quarantine manifest for run %s under %s" % (p["run_id"], p["root"]))
+    managed = tuple(p["managed_roots"])
+
+    todo, conflicts = [], []
+    for item in reversed(doc["items"]):
+        original = item["original_path"]
+        stored = os.path.join(directory, item["stored_as"])
+        if item["state"] == "restored":
+            continue
+        if item["state"] == "pending":
+            if os.path.lexists(original) and not os.path.lexists(stored):
+                continue  # never moved: nothing to restore
+            if not os.path.lexists(original) and os.path.lexists(stored):
+                item["state"] = "moved"  # the apply run died after the move, before recording it
+        ok, why = check_real_path(original, managed)
+        if not ok:
+            conflicts.append({"path": original, "why": "refused: " + why})
+            continue
+        if os.path.lexists(original):
+            if not os.path.lexists(stored) and same_content(item, original):
+                todo.append((item, "mark"))  # a killed rollback moved it back already
+            else:
+                conflicts.append({"path": original, "why": "something else is there now; left in quarantine"})
+            continue
+        if not os.path.lexists(stored):
+            conflicts.append({"path": original, "why": "stored copy %s is missing" % stored})
+            continue
+        todo.append((item, "move"))
+
+    diff = {"before": "".join("%s/%s\n" % (directory, i["stored_as"]) for i, _ in todo),
+            "after": "".join("%s\n" % i["original_path"] for i, _ in todo)}
+    if module.check_mode:
+        module.exit_json(changed=bool(todo), restored=[i["original_path"] for i, _ in todo], conflicts=conflicts,
+                         packages=doc["packages"], changes=doc["changes"], diff=diff)
+
+    restored = []
+    for item, how in todo:
+        original = item["original_path"]
+        stored = os.path.join(directory, item["stored_as"])
+        if how == "move":
+            makedirs(os.path.dirname(original), 0o755)
+            try:
+                move(stored, original, item)
+            except OSError as exc:
+                conflicts.append({"path": original, "why": "moving back failed: %s" % exc})
+                continue
+            if not same_content(item, original):
+                conflicts.append({"path": original, "why": "restored, but it differs from the manifest record"})
+                continue
+        item["state"] = "restored"
+        item["restored_at"] = now()
+        write_manifest(directory, doc)
+        restored.append(original)
+
+    result = dict(changed=bool(restored), restored=restored, conflicts=conflicts, packages=doc["packages"],
+                  changes=doc["changes"], diff=diff)
+    if conflicts:
+        module.fail_json(msg="%d item(s) left in quarantine: %s" % (
+            len(conflicts), "; ".join("%s (%s)" % (c["path"], c["why"]) for c in conflicts)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
