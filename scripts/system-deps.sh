@@ -3,7 +3,7 @@
 # Called by the Makefile; safe to run again. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(python3-venv python3-pip openssh-server openssh-client sudo util-linux iproute2)
+packages=(python3-venv python3-pip openssh-server openssh-client sudo util-linux iproute2 systemd chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
