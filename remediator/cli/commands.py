@@ -13,6 +13,8 @@ _COMMANDS: list[tuple[str, str]] = [
     ("matrix", "matrix"),
     ("diagnose", "diagnose"),
     ("plan", "plan"),
+    ("apply", "apply"),
+    ("rollback", "rollback"),
     ("lab", "lab"),
     ("verify", "verify"),
     ("drift", "drift"),
