@@ -204,8 +204,11 @@ def load_facts_file(path: str) -> list[HostFacts]:
     facts = []
     for i, item in enumerate(items):
         where = path if prefix is None else f"{path}: {prefix}[{i}]" if prefix else f"{path}: [{i}]"
-        # Saved probe results may carry a failed host ({"host":..., "error": ...}) without facts.
-        if isinstance(item, dict) and "facts" in item and isinstance(item["facts"], dict):
+        # `probe --out` wraps each host: {"host", "status", "error", "facts"}. A host that could not be
+        # probed has no facts; it is left out rather than read as a host with nothing installed.
+        if isinstance(item, dict) and "facts" in item and "status" in item:
+            if item["facts"] is None:
+                continue
             item = item["facts"]
         facts.append(HostFacts.from_dict(item, source=where))
     return facts

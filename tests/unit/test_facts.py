@@ -64,10 +64,12 @@ def test_load_facts_file_reads_single_list_and_probe_output(tmp_path: Path) -> N
     (tmp_path / "one.json").write_text(json.dumps(one))
     (tmp_path / "list.json").write_text(json.dumps([one, one]))
     (tmp_path / "probe.json").write_text(json.dumps({"schema_version": 1, "hosts": [
-        {"host": "gpu01", "status": "ok", "facts": one}]}))
+        {"host": "gpu01", "status": "ok", "facts": one},
+        {"host": "gpu02", "status": "unreachable", "error": "connection refused", "facts": None}]}))
     assert len(load_facts_file(str(tmp_path / "one.json"))) == 1
     assert len(load_facts_file(str(tmp_path / "list.json"))) == 2
-    assert load_facts_file(str(tmp_path / "probe.json"))[0] == sample()
+    # the unreachable host is left out, not read as a host with nothing installed
+    assert load_facts_file(str(tmp_path / "probe.json")) == [sample()]
 
 
 def test_load_facts_file_errors(tmp_path: Path) -> None:
