@@ -175,7 +175,7 @@ def _toolkits(b: HostFacts, c: HostFacts) -> list[Change]:
     out = [Change("disappeared", "cuda", k, "", before[k].version, None,
                   f"CUDA toolkit {before[k].version} at {k} is gone") for k in gone]
     out += [Change("appeared", "cuda", k, "", None, after[k].version,
-                   f"new CUDA toolkit {after[k].version} at {k} ({after[k].install_method})") for k in new]
+                   f"new CUDA toolkit {after[k].version} at {k}{_how(after[k].install_method)}") for k in new]
     for k in both:
         x, y = before[k], after[k]
         if x.version != y.version:
@@ -209,7 +209,7 @@ def _cudnn(b: HostFacts, c: HostFacts) -> list[Change]:
     out = [Change("disappeared", "cudnn", k, "", before[k].version, None, f"cuDNN {before[k].version} at {k} is gone")
            for k in gone]
     out += [Change("appeared", "cudnn", k, "", None, after[k].version,
-                   f"new cuDNN {after[k].version} at {k} ({after[k].install_method})") for k in new]
+                   f"new cuDNN {after[k].version} at {k}{_how(after[k].install_method)}") for k in new]
     for k in both:
         x, y = before[k], after[k]
         if x.version != y.version:
@@ -416,3 +416,7 @@ class DriftRun:
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "started_at": self.started_at, "duration_s": round(self.duration_s, 3),
                 "summary": self.counts(), "hosts": [h.to_dict() for h in self.hosts]}
+
+
+def _how(install_method: str) -> str:
+    return "" if install_method == "unknown" else f" ({install_method})"
