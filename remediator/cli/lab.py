@@ -79,6 +79,18 @@ def down_cmd(state: Path) -> int:
     return int(ExitStatus.OK)
 
 
+@lab.command("reset")
+@click.argument("hosts", nargs=-1)
+@_state_option
+def reset_cmd(hosts: tuple[str, ...], state: Path) -> int:
+    """Put hosts (default: all) back as `up` made them: same port and key, their own writes dropped."""
+    from remediator.lab import fleet
+
+    lab_ = fleet.reset(state, list(hosts) or None)
+    click.echo(f"reset {len(hosts) or len(lab_.hosts)} hosts")
+    return int(ExitStatus.OK)
+
+
 @lab.command("status")
 @_state_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)

@@ -9,6 +9,7 @@ inside a lab namespace), which also removes their mounts, since mounts exist onl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -136,10 +137,12 @@ def _mount_escape(path: str) -> str:
     return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
 
 
-def _lab_processes(state: Path) -> set[int]:
-    """Every process in a mount namespace whose mounts name this lab's host dirs (sshd and sessions)."""
+def _lab_processes(state: Path, host: str | None = None) -> set[int]:
+    """Every process in a mount namespace whose mounts name this lab's host dirs (sshd and sessions),
+    or one host's only."""
     mine = _mnt_ns("self")
-    marker = "upperdir=" + _mount_escape(str(state / "hosts")) + "/"
+    where = state / "hosts" / host / "upper" if host else state / "hosts"
+    marker = "upperdir=" + _mount_escape(str(where)) + "/"
     found: set[int] = set()
     seen_ns: dict[str, bool] = {}
     for entry in os.listdir("/proc"):
@@ -355,16 +358,17 @@ def _run_parallel(scripts: list[tuple[str, str]], jobs: int) -> None:
 @dataclass
 class _Starting:
     name: str
-    scenario: Scenario
+    scenario: Scenario | None  # None when restarting a recorded host (`reset`)
     port: int
     dir: Path
-    template: Path
-    key: sshd.KeyPair
+    template: Path | None = None
+    key: sshd.KeyPair | None = None
     proc: subprocess.Popen[bytes] | None = None
     attempts: int = 0
 
 
 def _write_host(h: _Starting, state: Path, outer_hosts: str) -> None:
+    assert h.scenario is not None and h.key is not None and h.template is not None
     d = h.dir
     for _, layer, _ in sshd.OVERLAYS:
         (d / "upper" / layer).mkdir(parents=True, exist_ok=True)
@@ -433,6 +437,51 @@ def _owns_socket(pid: int, inode: str) -> bool:
     return False
 
 
+def _wait(
+    starting: list[_Starting], deadline: float, pids_file: Path, say: Callable[[str], None], *, retry: bool
+) -> None:
+    """Wait until every host's sshd listens on its port; move a host whose port is taken (if `retry`)."""
+    pending = {h.port: h for h in starting}
+    spare: list[int] = []
+    while pending:
+        for port, inode in _listening(set(pending)).items():
+            proc = pending[port].proc
+            if proc is not None and _owns_socket(proc.pid, inode):
+                pending.pop(port)
+        for port, h in list(pending.items()):
+            assert h.proc is not None
+            if h.proc.poll() is None:
+                continue
+            text = _failure(h)
+            if retry and h.scenario is not None and _bind_failed(text) and h.attempts < 5:
+                if not spare:
+                    spare = [p for p in _free_ports(8) if p not in pending]
+                pending.pop(port)
+                h.port = spare.pop(0)
+                (h.dir / "upper" / "etc" / "ssh" / "sshd_config").write_text(
+                    sshd.sshd_config(h.name, h.port, root_login=h.scenario.user == "root")
+                )
+                for log in (h.dir / "start.log", h.dir / "upper" / "var" / "log" / "sshd.log"):
+                    with contextlib.suppress(OSError):
+                        log.unlink()
+                for sub in ("upper/run", "work"):
+                    shutil.rmtree(h.dir / sub, ignore_errors=True)
+                for _, layer, _ in sshd.OVERLAYS:
+                    (h.dir / "work" / layer).mkdir(parents=True, exist_ok=True)
+                say(f"{h.name}: port {port} was taken, retrying on {h.port}")
+                _spawn(h, pids_file)
+                pending[h.port] = h
+                continue
+            raise LabError(f"host {h.name} did not start: {text[-800:] or 'no output'}")
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"{len(pending)} hosts did not start listening in time: {sorted(h.name for h in pending.values())[:5]}"
+            )
+        time.sleep(0.02)
+
+
 def _failure(h: _Starting) -> str:
     texts = []
     for p in (h.dir / "start.log", h.dir / "upper" / "var" / "log" / "sshd.log"):
@@ -454,9 +503,7 @@ def _inventory(lab: Lab, scenarios: dict[str, Scenario]) -> str:
             "ansible_port": h.port,
             "ansible_user": h.user,
             "ansible_ssh_private_key_file": str(lab.private_key),
-            "ansible_ssh_common_args": (
-                f"-o UserKnownHostsFile={lab.known_hosts} -o StrictHostKeyChecking=yes"
-            ),
+            "ansible_ssh_common_args": (f"-o UserKnownHostsFile={lab.known_hosts} -o StrictHostKeyChecking=yes"),
             "ansible_python_interpreter": "/usr/bin/python3",
         }
         if h.user != "root":
@@ -495,17 +542,13 @@ def up(
         if shutil.which(tool) is None:
             raise LabError(f"`{tool}` is missing", hint="run `make system-deps` (util-linux, libc-bin)")
     if not os.access(sshd.SSHD, os.X_OK):
-        raise LabError(
-            f"{sshd.SSHD} is missing", hint="run `make system-deps` (Debian package openssh-server)"
-        )
+        raise LabError(f"{sshd.SSHD} is missing", hint="run `make system-deps` (Debian package openssh-server)")
     say = progress or (lambda _msg: None)
     with _locked(state):
         if any(_is_ours(pid, start, state / "hosts" / name) for pid, start, name in _recorded(state)) or (
             _lab_processes(state)
         ):
-            raise LabError(
-                f"a lab is already up in {state}", hint=f"run `remediate lab down --state {state}` first"
-            )
+            raise LabError(f"a lab is already up in {state}", hint=f"run `remediate lab down --state {state}` first")
         _teardown(state)  # leftovers of a crashed run
         try:
             return _up(sources, state, count, ports or _free_ports, timeout, say)
@@ -563,52 +606,11 @@ def _up(
     for h in starting:
         _spawn(h, pids_file)
     deadline = time.monotonic() + (timeout if timeout is not None else 30 + 0.25 * n)
-    pending = {h.port: h for h in starting}
-    spare: list[int] = []
-    while pending:
-        for port, inode in _listening(set(pending)).items():
-            proc = pending[port].proc
-            if proc is not None and _owns_socket(proc.pid, inode):
-                pending.pop(port)
-        for port, h in list(pending.items()):
-            assert h.proc is not None
-            if h.proc.poll() is None:
-                continue
-            text = _failure(h)
-            if _bind_failed(text) and h.attempts < 5:
-                if not spare:
-                    spare = [p for p in _free_ports(8) if p not in pending]
-                pending.pop(port)
-                h.port = spare.pop(0)
-                (h.dir / "upper" / "etc" / "ssh" / "sshd_config").write_text(
-                    sshd.sshd_config(h.name, h.port, root_login=h.scenario.user == "root")
-                )
-                for log in (h.dir / "start.log", h.dir / "upper" / "var" / "log" / "sshd.log"):
-                    with contextlib.suppress(OSError):
-                        log.unlink()
-                for sub in ("upper/run", "work"):
-                    shutil.rmtree(h.dir / sub, ignore_errors=True)
-                for _, layer, _ in sshd.OVERLAYS:
-                    (h.dir / "work" / layer).mkdir(parents=True, exist_ok=True)
-                say(f"{h.name}: port {port} was taken, retrying on {h.port}")
-                _spawn(h, pids_file)
-                pending[h.port] = h
-                continue
-            raise LabError(
-                f"host {h.name} (scenario {h.scenario.id}) did not start: {text[-800:] or 'no output'}"
-            )
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            raise LabError(
-                f"{len(pending)} hosts did not start listening in time: "
-                f"{sorted(h.name for h in pending.values())[:5]}"
-            )
-        time.sleep(0.02)
+    _wait(starting, deadline, pids_file, say, retry=True)
 
     hosts: list[Host] = []
     for h in starting:
-        assert h.proc is not None
+        assert h.proc is not None and h.scenario is not None and h.key is not None
         start = _start_time(h.proc.pid)
         ns = _mnt_ns(h.proc.pid)
         if start is None or ns is None:
@@ -638,11 +640,79 @@ def _up(
         "hosts": [h.to_json() for h in hosts],
         "scenarios": {s.id: s.path for s in scenarios},
     }
+    _write_state(state, doc)
+    say(f"{len(hosts)} hosts up in {time.monotonic() - t0:.1f}s")
+    return lab
+
+
+def _write_state(state: Path, doc: dict[str, object]) -> None:
     tmp = state / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(state / STATE_FILE)
-    say(f"{len(hosts)} hosts up in {time.monotonic() - t0:.1f}s")
-    return lab
+
+
+# Host files `reset` keeps: the host's identity, not its state.
+_KEEP_ON_RESET = {"etc": ("ssh", "hostname", "hosts")}
+
+
+def reset(state: Path, names: Sequence[str] | None = None, *, timeout: float = 30) -> Lab:
+    """Put hosts back as `up` made them (same port, host key and files): stop each one, drop what its
+    sessions wrote (its upper dirs) and start it again. For tests that change hosts."""
+    state = state.absolute()
+    with _locked(state):
+        lab = load(state)
+        doc = json.loads((state / STATE_FILE).read_text())
+        wanted = set(names) if names is not None else {h.name for h in lab.hosts}
+        unknown = wanted - {h.name for h in lab.hosts}
+        if unknown:
+            raise LabError(f"no host {sorted(unknown)[0]} in the lab in {state}")
+        chosen = [h for h in lab.hosts if h.name in wanted]
+        pids: set[int] = set()
+        for h in chosen:
+            if _is_ours(h.pid, h.start_time, state / "hosts" / h.name):
+                pids.add(h.pid)
+            pids |= _lab_processes(state, h.name)
+        left = _stop(pids)
+        if left:
+            raise LabError(f"could not stop lab processes {sorted(left)}")
+        starting = []
+        for h in chosen:
+            d = state / "hosts" / h.name
+            for _, layer, _ in sshd.OVERLAYS:
+                upper = d / "upper" / layer
+                keep = _KEEP_ON_RESET.get(layer, ())
+                for entry in list(upper.iterdir()) if upper.is_dir() else []:
+                    if entry.name in keep:
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+                shutil.rmtree(d / "work" / layer, ignore_errors=True)
+                (d / "work" / layer).mkdir(parents=True, exist_ok=True)
+                upper.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                (d / "start.log").unlink()
+            starting.append(_Starting(h.name, None, h.port, d))
+        for s in starting:
+            _spawn(s, state / PIDS_FILE)
+        _wait(starting, time.monotonic() + timeout, state / PIDS_FILE, lambda _m: None, retry=False)
+        fresh = {}
+        for s in starting:
+            assert s.proc is not None
+            start, ns = _start_time(s.proc.pid), _mnt_ns(s.proc.pid)
+            if start is None or ns is None:
+                raise LabError(f"host {s.name} exited right after restarting: {_failure(s)[-800:]}")
+            fresh[s.name] = (s.proc.pid, start, ns)
+        hosts = []
+        for h in lab.hosts:
+            if h.name in fresh:
+                pid, start, ns = fresh[h.name]
+                h = dataclasses.replace(h, pid=pid, start_time=start, mnt_ns=ns)
+            hosts.append(h)
+        doc["hosts"] = [h.to_json() for h in hosts]
+        _write_state(state, doc)
+        return Lab(state, tuple(hosts))
 
 
 # -- status -------------------------------------------------------------------------------------------------
@@ -655,9 +725,7 @@ def load(state: Path) -> Lab:
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise LabError(
-            f"no lab is up in {state}", hint=f"start one with `remediate lab up --state {state}`"
-        ) from exc
+        raise LabError(f"no lab is up in {state}", hint=f"start one with `remediate lab up --state {state}`") from exc
     except (OSError, ValueError) as exc:
         raise LabError(f"{path}: unreadable lab state: {exc}") from exc
     return Lab(state, tuple(Host.from_json(h) for h in doc.get("hosts", [])))

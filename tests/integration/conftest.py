@@ -94,6 +94,10 @@ class Lab:
     def run(client: paramiko.SSHClient, command: str, timeout: float = 60) -> tuple[int, str, str]:
         return run_command(client, command, timeout)
 
+    def reset(self, *names: str) -> None:
+        """Put hosts (default: all) back as `up` made them; call it after changing a host."""
+        fleet.reset(self.state, list(names) if names else None)
+
     def connect(self, name: str) -> paramiko.SSHClient:
         """An SSH session to `name` that trusts only the host key recorded in known_hosts."""
         h = self.hosts[name]

@@ -66,6 +66,7 @@ EOF"""
 
 
 def test_each_host_sees_its_own_layout(lab: Any) -> None:
+    lab.reset()  # whatever tests ran before may have changed hosts; reset gives the scenario's layout back
     for name, h in lab.hosts.items():
         s = h.scenario
         client = lab.connect(name)
@@ -145,6 +146,13 @@ def test_hosts_do_not_see_each_other_or_write_to_the_outer_machine(lab: Any) -> 
     finally:
         ca.close()
         cb.close()
+    lab.reset(a)
+    ca = lab.connect(a)
+    try:
+        code, out, _ = lab.run(ca, f"ls /tmp/{marker} /usr/local/{marker} 2>&1; echo rc=$?")
+        assert "rc=2" in out, "reset dropped what the session wrote"
+    finally:
+        ca.close()
 
 
 def test_the_login_user_has_passwordless_sudo(lab: Any) -> None:
@@ -159,7 +167,9 @@ def test_the_login_user_has_passwordless_sudo(lab: Any) -> None:
 
 
 def test_the_outer_machine_is_unchanged_while_the_lab_runs(lab: Any, labkit: Any) -> None:
-    assert labkit.snapshot() == lab.outer_before
+    now = labkit.snapshot()
+    changed = sorted(k for k in now if now[k] != lab.outer_before.get(k))
+    assert not changed, f"the outer machine changed under {changed}"
     assert labkit.mounts() == lab.mounts_before, "no mount of the lab is visible outside its namespaces"
 
 
