@@ -294,6 +294,15 @@ def test_python_outside_supported_range() -> None:
     assert ("python", "3.10.12") in f.evidence
 
 
+def test_no_python_in_range_explains_a_missing_framework() -> None:
+    # https://github.com/tensorflow/tensorflow/issues/62054: pip finds no TensorFlow for a Python newer
+    # than the release supports, so it is simply not installed.
+    facts = healthy_tf24(envs=(venv("/usr", "3.11.2", kind="system"), venv("/home/u/venvs/tf", "3.11.2")))
+    found = run(facts, "tensorflow==2.4.1")
+    assert {"FRAMEWORK_MISSING", "PYTHON_UNSUPPORTED"} <= codes(found)
+    assert ("pythons", "3.11.2") in one(found, "PYTHON_UNSUPPORTED").evidence
+
+
 def test_framework_missing_and_version_mismatch() -> None:
     assert "FRAMEWORK_MISSING" in codes(run(healthy_tf24(envs=()), "tensorflow==2.4.1"))
     other = healthy_tf24(envs=(venv("/opt/venvs/tf", "3.8.10", tf("2.3.0", "10.1", "7")),))
