@@ -993,21 +993,43 @@ def _runtime_cuda(ctx: _Context) -> str | None:
 
 
 def _cudnn_fix(ctx: _Context, loaded: str | None) -> str:
+    """The fix for a CUDA library the framework should not have loaded (`loaded`), or one it lacks."""
     ld = _s(ctx.env.get("LD_LIBRARY_PATH"))
     directory = posixpath.dirname(loaded) if loaded else None
-    parts = []
+    prefix = _s(_d(ctx.doc.get("python")).get("prefix"))
     if directory and ld and directory in ld.split(":"):
-        parts.append(f"take {directory} off LD_LIBRARY_PATH (it is {ld!r})")
-    elif directory and not directory.startswith(_s(_d(ctx.doc.get("python")).get("prefix")) or "\0"):
-        parts.append(f"stop {directory} from being searched first (LD_LIBRARY_PATH, LD_PRELOAD or ld.so.conf)")
+        return f"take {directory} off LD_LIBRARY_PATH (it is {ld!r}); the env's own wheels then load"
+    if directory and not (prefix and _within(directory, prefix)):
+        return (f"stop the loader from finding {directory} first (LD_PRELOAD, /etc/ld.so.conf.d, or a "
+                "copy in the toolkit); the env's own wheels then load")
     if ctx.req is not None:
         pins = [f"{n}=={v}" for n, v in ctx.req.wheels if "cudnn" in n]
         if ctx.req.bundles_cuda and pins:
-            parts.append(f"reinstall {ctx.req.install_spec} with its pinned {', '.join(pins)}")
-        elif ctx.req.cudnn_range is not None:
-            parts.append(f"install cuDNN {ctx.req.cudnn_range.raw} for CUDA {ctx.req.cuda} and pin the venv's "
-                         "LD_LIBRARY_PATH to it")
-    return "; ".join(parts) or ctx.plan_hint()
+            return f"reinstall {ctx.req.install_spec} with its pinned {', '.join(pins)}"
+        if ctx.req.cudnn_range is not None:
+            return (f"install cuDNN {ctx.req.cudnn_range.raw} for CUDA {ctx.req.cuda} and pin the venv's "
+                    f"LD_LIBRARY_PATH to it; {ctx.plan_hint()}")
+    return ctx.plan_hint()
+
+
+def _outside_env(rt: dict[str, Any], libs: tuple[Library, ...], family: str) -> list[Library]:
+    """Libraries of a family (cudnn, cudart, cublas) loaded from outside the env while the env has its own:
+    the classic shadowing, including a cuDNN split between the wheel's libcudnn.so.9 and another
+    install's sub-libraries (cuDNN 9 loads libcudnn_graph, _ops, _engines_* by name)."""
+    shadowed = [lib for lib, _ in _shadowed(rt, libs) if lib.kind.startswith(family)]
+    if shadowed:
+        return shadowed
+    members = [lib for lib in libs if lib.kind.startswith(family) and lib.kind != "cuda"]
+    if any(lib.origin == "env" for lib in members):
+        return [lib for lib in members if lib.origin != "env"]
+    return []
+
+
+def _describe_outside(libs: list[Library]) -> str:
+    directory = posixpath.dirname(libs[0].path)
+    names = [posixpath.basename(lib.path) for lib in libs if posixpath.dirname(lib.path) == directory]
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"{shown} came from {directory}, not from the env"
 
 
 def _local_free(version: str) -> str:
@@ -1096,10 +1118,14 @@ def _runtime_rung(ctx: _Context) -> Rung:
     if op.get("cudnn_runtime_error"):
         error = str(op["cudnn_runtime_error"])
         loaded = _main_cudnn(ctx)
-        return fail(f"{label} rejects the loaded cuDNN: {error}",
-                    f"{label} {version} was built with cuDNN {build.get('cudnn') or '?'} but loaded "
-                    + (f"{loaded[1]} from {loaded[0]}" if loaded else "another one"),
-                    _cudnn_fix(ctx, loaded[0] if loaded else None))
+        outside = _outside_env(rt, _libraries(ctx), "cudnn")
+        evidence.append(("error", error))
+        return fail(f"{label} rejects the loaded cuDNN {loaded[1] if loaded else ''}: it was built with "
+                    f"{build.get('cudnn') or '?'}".replace("  ", " "),
+                    f"{label} {version} was built with cuDNN {build.get('cudnn') or '?'} but cuDNN "
+                    f"{loaded[1] if loaded else '?'} was loaded: "
+                    + (_describe_outside(outside) if outside else f"from {loaded[0] if loaded else '?'}"),
+                    _cudnn_fix(ctx, outside[0].path if outside else (loaded[0] if loaded else None)))
     return _judge_libraries(ctx, rt, build, evidence, fail)
 
 
@@ -1134,7 +1160,8 @@ def _judge_libraries(ctx: _Context, rt: dict[str, Any], build: dict[str, Any],
         if built_cuda is not None and loaded is not None and loaded.major != built_cuda.major:
             return fail(f"CUDA runtime {cudart.version} loaded from {cudart.path}, {label} {version} was built "
                         f"for CUDA {built_cuda.raw}",
-                        f"a CUDA {loaded.major} runtime was loaded into a {label} built for CUDA {built_cuda.major}",
+                        f"a CUDA {loaded.major} runtime was loaded into a {label} built for CUDA {built_cuda.major}"
+                        + (" (from outside the env)" if cudart.origin != "env" else ""),
                         _cudnn_fix(ctx, cudart.path))
         if ctx.req is not None and loaded is not None and ctx.req.cuda_range is not None \
                 and not ctx.req.cuda_ok(loaded):
@@ -1148,22 +1175,21 @@ def _judge_libraries(ctx: _Context, rt: dict[str, Any], build: dict[str, Any],
                     f"{label} ran a convolution without cuDNN: cuDNN is missing or disabled",
                     _cudnn_fix(ctx, None))
     loaded_dnn = try_version(cudnn.version)
+    outside = _outside_env(rt, libs, "cudnn")
+    culprit = outside[0].path if outside else cudnn.path
+    where = _describe_outside(outside) if outside else f"loaded from {cudnn.path}"
     if loaded_dnn is not None and built_cudnn is not None and (
             loaded_dnn.major != built_cudnn.major or (len(built_cudnn.release) > 1 and loaded_dnn < built_cudnn)):
-        return fail(f"cuDNN {cudnn.version} loaded from {cudnn.path}, {label} {version} was built with cuDNN "
-                    f"{built_cudnn.raw}",
+        return fail(f"cuDNN {cudnn.version} was loaded, {label} {version} was built with cuDNN {built_cudnn.raw}",
                     "the cuDNN that was loaded is "
                     + ("another major version" if loaded_dnn.major != built_cudnn.major else "older")
-                    + f" than the one {label} was built with" + (
-                        " (it came from outside the env: LD_LIBRARY_PATH or the system)" if cudnn.origin != "env"
-                        else ""),
-                    _cudnn_fix(ctx, cudnn.path))
+                    + f" than the one {label} was built with: {where}",
+                    _cudnn_fix(ctx, culprit))
     if ctx.req is not None and loaded_dnn is not None and ctx.req.cudnn_range is not None \
             and not ctx.req.cudnn_ok(loaded_dnn):
-        return fail(f"cuDNN {cudnn.version} ({cudnn.path}) is outside what {ctx.target} needs "
-                    f"({ctx.req.cudnn_range.raw})",
-                    f"{ctx.target} was built with cuDNN {ctx.req.cudnn}",
-                    _cudnn_fix(ctx, cudnn.path))
+        return fail(f"cuDNN {cudnn.version} is outside what {ctx.target} needs ({ctx.req.cudnn_range.raw})",
+                    f"{ctx.target} was built with cuDNN {ctx.req.cudnn}; {where}",
+                    _cudnn_fix(ctx, culprit))
     dnn_cuda = try_version(cudnn.built_for_cuda)
     if dnn_cuda is not None and built_cuda is not None and dnn_cuda.major != built_cuda.major:
         return fail(f"the cuDNN at {cudnn.path} was built for CUDA {cudnn.built_for_cuda}; {label} uses CUDA "
@@ -1172,12 +1198,13 @@ def _judge_libraries(ctx: _Context, rt: dict[str, Any], build: dict[str, Any],
                     _cudnn_fix(ctx, cudnn.path))
     if ctx.req is not None and ctx.req.bundles_cuda:
         shadowed = _shadowed(rt, libs)
-        if shadowed is not None:
-            lib, wheel_dir = shadowed
+        if shadowed:
+            lib, wheel_dir = shadowed[0]
             return fail(f"{lib.kind} {lib.version or ''} was loaded from {lib.path}, not from the env's wheel "
                         f"({wheel_dir})".replace("  ", " "),
-                        f"{ctx.target} brings its own CUDA libraries as pip wheels; a copy from outside the env was "
-                        "found first, so the build and the library can drift apart",
+                        f"{ctx.target} brings its own CUDA libraries as pip wheels, but "
+                        f"{_describe_outside([x for x, _ in shadowed])}: the loader found them first, so the "
+                        "build and the library can drift apart",
                         _cudnn_fix(ctx, lib.path))
     parts = []
     if cudart is not None:
@@ -1202,21 +1229,22 @@ def _cudnn_build_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _shadowed(rt: dict[str, Any], libs: tuple[Library, ...]) -> tuple[Library, str] | None:
-    """A CUDA library loaded from outside the env although the env's wheels ship one of that name."""
+def _shadowed(rt: dict[str, Any], libs: tuple[Library, ...]) -> list[tuple[Library, str]]:
+    """CUDA libraries loaded from outside the env although the env's wheels ship one of that name."""
     wheel_files: dict[str, str] = {}
     for entry in _l(rt.get("wheel_lib_dirs")):
         if isinstance(entry, dict) and isinstance(entry.get("dir"), str):
             for name in _l(entry.get("files")):
                 if isinstance(name, str):
                     wheel_files.setdefault(_soname_stem(name), entry["dir"])
+    out = []
     for lib in libs:
         if lib.kind == "cuda" or lib.origin == "env":
             continue
         wheel_dir = wheel_files.get(_soname_stem(posixpath.basename(lib.path)))
         if wheel_dir is not None:
-            return lib, wheel_dir
-    return None
+            out.append((lib, wheel_dir))
+    return out
 
 
 def _soname_stem(name: str) -> str:
