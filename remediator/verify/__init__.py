@@ -1339,6 +1339,14 @@ def _matmul_rung(ctx: _Context, runtime: Rung) -> tuple[Rung, tuple[GpuReport, .
         ("tolerance", f"relative error (Frobenius) <= {REL_TOLERANCE:g}"),
     ]
     results: dict[int, Matmul] = {}
+    nvml_index = {g.cuda_ordinal: g.index for g in _gpu_reports(ctx, {}) if g.cuda_ordinal is not None}
+
+    def gpu_label(ordinal: int) -> str:
+        """GPUs are named by nvidia-smi's index; CUDA's ordinal differs under CUDA_VISIBLE_DEVICES."""
+        if ordinal in nvml_index:
+            return f"GPU {nvml_index[ordinal]}"
+        return f"CUDA device {ordinal}"
+
     failures: list[tuple[int, str, str, str]] = []
     gpus_data = [g for g in _l(mm.get("gpus")) if isinstance(g, dict)]
     for g in gpus_data:
@@ -1353,13 +1361,13 @@ def _matmul_rung(ctx: _Context, runtime: Rung) -> tuple[Rung, tuple[GpuReport, .
             error = str(g["error"])
             cause, fix = _classify_gpu_error(ctx, error, name)
             results[index] = Matmul("fail", reason=error)
-            failures.append((index, f"the matmul failed on GPU {index}: {error}", cause, fix))
+            failures.append((index, f"the matmul failed on {gpu_label(index)}: {error}", cause, fix))
             continue
         seconds, tflops = _f(g.get("seconds")), _f(g.get("tflops"))
         rel, max_abs = _f(g.get("rel_error")), _f(g.get("max_abs_error"))
         if g.get("finite") is False or rel is None:
             results[index] = Matmul("fail", seconds, tflops, None, max_abs, "the result has NaN or Inf")
-            failures.append((index, f"GPU {index} returned NaN/Inf from a matmul of finite numbers",
+            failures.append((index, f"{gpu_label(index)} returned NaN/Inf from a matmul of finite numbers",
                              "a GPU that computes NaN from finite inputs has faulty hardware or a broken library",
                              "check `nvidia-smi -q -d ECC,PAGE_RETIREMENT` and `dmesg | grep -i xid`; run "
                              "`dcgmi diag -r 3` if DCGM is installed"))
@@ -1367,7 +1375,7 @@ def _matmul_rung(ctx: _Context, runtime: Rung) -> tuple[Rung, tuple[GpuReport, .
         if rel > REL_TOLERANCE:
             results[index] = Matmul("fail", seconds, tflops, rel, max_abs,
                                     f"relative error {rel:.2e} > {REL_TOLERANCE:g}")
-            failures.append((index, f"GPU {index} computed a wrong matmul: relative error {rel:.2e} (tolerance "
+            failures.append((index, f"{gpu_label(index)} computed a wrong matmul: relative error {rel:.2e} (tolerance "
                              f"{REL_TOLERANCE:g})",
                              "wrong results from a GPU point to faulty memory or hardware, or a broken math library "
                              "(NVIDIA_TF32_OVERRIDE=1 also lowers precision)",
@@ -1384,7 +1392,7 @@ def _matmul_rung(ctx: _Context, runtime: Rung) -> tuple[Rung, tuple[GpuReport, .
         if failure is not None:
             summary, cause, fix = failure
         else:
-            summary, cause, fix = (f"no matmul result from GPU {first}", "the check ended early",
+            summary, cause, fix = (f"no matmul result from {gpu_label(first or 0)}", "the check ended early",
                                    "see report.framework.stderr_tail")
         failures.insert(0, (first or 0, summary, cause, fix))
     if mm.get("error"):
@@ -1406,13 +1414,14 @@ def _matmul_rung(ctx: _Context, runtime: Rung) -> tuple[Rung, tuple[GpuReport, .
         return Rung(4, "matmul", "fail", summary, cause, fix, tuple(evidence)), gpus
     passed = sorted(i for i, m in results.items() if m.status == "pass")
     skipped = sorted(i for i, m in results.items() if m.status == "skip")
-    notes = tuple(f"GPU {i} skipped: busy with other processes (run with --force to check it anyway)"
+    notes = tuple(f"{gpu_label(i)} skipped: busy with other processes (run with --force to check it anyway)"
                   for i in skipped)
     ctx.notes.extend(notes)
     if not passed:
         return Rung(4, "matmul", "skip", "every GPU is busy with other processes: matmul not run (--force runs it)",
                     evidence=tuple(evidence), notes=notes), gpus
-    speeds = ", ".join(f"GPU {i} {results[i].tflops:.1f} TFLOP/s" for i in passed if results[i].tflops is not None)
+    speeds = ", ".join(f"{gpu_label(i)} {tflops:.1f} TFLOP/s" for i in passed
+                       if (tflops := results[i].tflops) is not None)
     worst = max(results[i].rel_error or 0.0 for i in passed)
     summary = (f"{len(passed)} of {len(devices)} GPU(s) ran a {n}x{n} float32 matmul correctly (worst relative "
                f"error {worst:.1e}): {speeds}")
