@@ -70,6 +70,9 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
 
     result = Plan(hosts=tuple(hosts), matrix_version=matrix.version, policy=policy,
                   created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    from remediator.cli.history import record_plan_safely  # the state store; never fails the command
+
+    record_plan_safely(result)
     if out_path:
         _write_atomic(out_path, json.dumps(result.to_dict(), indent=2) + "\n")
     if fmt == "json":

@@ -95,6 +95,9 @@ def probe(
     else:
         results = _probe_inventory(inventory or "", limit, forks, accept_new_host_keys, connect_timeout, timeout, roots)
     document = probe_document(results)
+    from remediator.cli.history import record_probe_safely  # the state store; never fails the command
+
+    record_probe_safely(results)
     if out_path:
         _write_atomic(out_path, json.dumps(document, indent=2) + "\n")
     if fmt == "json":
