@@ -43,6 +43,9 @@ _CREATED = (
     "id_ed25519.pub",
     "up.log",
 )
+# Written first by `up`: `down` removes files only from a directory that has it, so a mistyped --state
+# (a home directory with its own known_hosts) loses nothing.
+MARKER = ".remediate-lab"
 
 
 class LabError(RemediatorError):
@@ -242,6 +245,8 @@ def _teardown(state: Path) -> DownResult:
             hint="they may be stuck in the kernel; retry `remediate lab down`",
         )
     result.stopped = sorted(targets | again)
+    if not (state / MARKER).exists():
+        return result
     for name in _CREATED:
         p = state / name
         if p.is_dir() and not p.is_symlink():
@@ -250,6 +255,7 @@ def _teardown(state: Path) -> DownResult:
         elif p.exists() or p.is_symlink():
             p.unlink()
             result.removed = True
+    (state / MARKER).unlink()
     return result
 
 
@@ -258,6 +264,8 @@ def down(state: Path) -> DownResult:
     state = state.absolute()
     if not state.exists():
         return DownResult()
+    if not (state / MARKER).exists() and not (state / PIDS_FILE).exists() and not _lab_processes(state):
+        return DownResult()  # not a lab's state dir, or already down: touch nothing
     with _locked(state):
         return _teardown(state)
 
@@ -549,7 +557,14 @@ def up(
             _lab_processes(state)
         ):
             raise LabError(f"a lab is already up in {state}", hint=f"run `remediate lab down --state {state}` first")
+        foreign = [p.name for p in state.iterdir() if p.name not in (".lock", MARKER)]
+        if foreign and not (state / MARKER).exists():
+            raise UsageError(
+                f"state dir {state} holds other files ({', '.join(sorted(foreign)[:3])})",
+                hint="give `--state` an empty or new directory: `down` deletes what `up` writes there",
+            )
         _teardown(state)  # leftovers of a crashed run
+        (state / MARKER).write_text("state of a `remediate lab`; `remediate lab down --state DIR` removes it\n")
         try:
             return _up(sources, state, count, ports or _free_ports, timeout, say)
         except BaseException as exc:

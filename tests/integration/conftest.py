@@ -165,6 +165,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         fleet.down(state)
         atexit.unregister(fleet.down)
+    # After `down`: no process of the lab, no mount, and the outer machine as it was before `up`.
+    left = fleet._lab_processes(state)
+    assert not left, f"lab processes left after down: {sorted(left)}"
+    assert outer_mounts() == mounts, "a mount was left behind"
+    after = outer_snapshot()
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    assert not changed, f"the outer machine changed under {changed}"
 
 
 def _python() -> str:

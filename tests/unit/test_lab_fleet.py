@@ -76,3 +76,21 @@ def test_keys_are_fresh_ed25519_pairs() -> None:
 def test_down_on_a_missing_state_dir_is_a_no_op(tmp_path: Path) -> None:
     result = fleet.down(tmp_path / "never-created")
     assert result.stopped == [] and not result.removed
+
+
+def test_down_leaves_a_directory_that_is_not_a_lab_alone(tmp_path: Path) -> None:
+    (tmp_path / "known_hosts").write_text("github.com ssh-ed25519 AAAA\n")
+    (tmp_path / "hosts").mkdir()
+    assert fleet.down(tmp_path).removed is False
+    assert (tmp_path / "known_hosts").exists() and (tmp_path / "hosts").is_dir()
+
+
+def test_up_refuses_a_state_dir_with_other_files(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("lab up needs root")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="holds other files"):
+        fleet.up([SCENARIO_DIR / "no-driver.yaml"], tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
