@@ -400,7 +400,9 @@ def connection_vars(host: InventoryHost) -> dict[str, Any]:
     """The connection vars of an inventory host, copied for ansible (paths to keys, never key material)."""
     out: dict[str, Any] = {}
     if host.connection == "local":
+        # As ansible's implicit localhost: this machine runs modules with the Python running ansible.
         out["ansible_connection"] = "local"
+        out["ansible_python_interpreter"] = "{{ ansible_playbook_python }}"
     else:
         out["ansible_host"] = host.address
         if not host.port_defaulted:
@@ -580,6 +582,7 @@ class _Rollout:
     def next_ident_number(self) -> int:
         """After every batch this run dir has seen, a killed one included (its artifacts stay apart)."""
         numbers = [0, len(self.batches)]
+        numbers += [int(h.batch[:2]) for h in self.hosts.values() if h.batch and h.batch[:2].isdigit()]
         artifacts = self.pdd / "artifacts"
         if artifacts.is_dir():
             numbers += [int(p.name[:2]) for p in artifacts.iterdir() if p.name[:2].isdigit()]
@@ -688,7 +691,8 @@ def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping
                    "unreachable": f"unreachable when planned: {hp.error or '?'}; plan again"}.get(hp.status, "")
             hosts.append(HostApply(hp.host, "skipped", error=why, planned=hp.status, plan_fingerprint=hp.fingerprint))
         else:
-            hosts.append(HostApply(hp.host, "skipped", error="waiting", plan_fingerprint=hp.fingerprint))
+            hosts.append(HostApply(hp.host, "skipped", error="waiting", plan_fingerprint=hp.fingerprint,
+                                   batch=earlier.get("batch") if earlier else None))
             candidates.append(hp)
     started = _now()
     result = ApplyResult(
@@ -880,7 +884,8 @@ def rollback_run(
     result = ApplyResult(kind="rollback", run_id=run_id, private_data_dir=str(pdd), state="running", hosts=hosts,
                          inventory=inventory_path, undoes=undo_run_id, started_at=_now(), options=options.summary(),
                          notes=tuple(notes), pid=os.getpid())
-    opts = dataclasses.replace(options, check=False)
+    # Undoing goes to every host at once and never stops early: each host restores from its own manifest.
+    opts = dataclasses.replace(options, check=False, serial=Serial.parse("100%"), max_fail_percent=100)
     with locks.run_lock(pdd / ".lock"):
         ro = _Rollout(kind="rollback", run_id=run_id, options=opts, playbook=playbook, result=result,
                       on_event=on_event, stop=stop, run=run)

@@ -204,6 +204,8 @@ def _write_private_data_dir(pdd: Path, hosts: Mapping[str, Mapping[str, Any]], e
            + yaml.safe_dump(_plain(inventory), sort_keys=False, default_flow_style=False))
     _write(pdd / "env" / "extravars", json.dumps(_plain(dict(extravars)), indent=2, sort_keys=True) + "\n")
     _write(pdd / "env" / "envvars", json.dumps(dict(envvars), indent=2, sort_keys=True) + "\n")
+    # The runner looks at its cancel callback between reads of ansible's output, at least this often.
+    _write(pdd / "env" / "settings", json.dumps({"pexpect_timeout": 1}) + "\n")
 
 
 def _write(path: Path, text: str) -> None:
@@ -242,6 +244,13 @@ def _short(text: Any) -> str | None:
 
 
 def _failure_message(res: Mapping[str, Any]) -> str | None:
+    items = res.get("results")
+    if isinstance(items, list):  # a loop: "One or more items failed" says less than the item that did
+        for item in items:
+            if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
+                found = _failure_message(item)
+                if found:
+                    return found
     for key in ("msg", "reason", "stderr", "module_stderr", "stdout"):
         value = res.get(key)
         if value:
@@ -331,12 +340,16 @@ def _host_outcome(host: str, stats: Mapping[str, Any] | None, failures: Mapping[
                        counts["rescued"], counts["ignored"], task=task, message=message)
 
 
-def _tail(path: Path, lines: int = 5) -> str | None:
+def _tail(path: Path, lines: int = 3) -> str | None:
+    """ansible's error when it printed one ([ERROR]: or ERROR!), else the last lines of its output."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     kept = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in kept if line.startswith(("[ERROR]", "ERROR!"))]
+    if errors:
+        return _short(errors[-1])
     return _short(" | ".join(kept[-lines:])) if kept else None
 
 
