@@ -260,8 +260,8 @@ class Store:
         store = cls(db, target, clock)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = store._enable_wal()
+            if mode != "wal":
                 raise StateError(f"state db {where}: cannot switch to WAL mode (got {mode!r})",
                                  hint="put the state db on a local filesystem")
             # NORMAL is durable across application crashes in WAL mode; an OS crash may lose the last commits.
@@ -276,6 +276,17 @@ class Store:
             db.close()
             raise
         return store
+
+    def _enable_wal(self) -> str:
+        # SQLite answers with the old mode, rather than waiting, when another connection holds the lock
+        # the switch needs (two commands creating the file at once): retry briefly. A filesystem without
+        # WAL support answers the same way, so this gives up after a few seconds, not the busy timeout.
+        deadline = time.monotonic() + 5
+        while True:
+            mode = str(self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            if mode == "wal" or time.monotonic() > deadline:
+                return mode
+            time.sleep(0.02)
 
     def _migrate(self, migrations: Sequence[Callable[[sqlite3.Connection], None]]) -> None:
         current = self.schema_version()
