@@ -730,11 +730,15 @@ def matmul_rung(options, fw, physical, busy, emit):
         return
     emit.start("reference")
     started = time.monotonic()
-    rng = np.random.RandomState(int(options["seed"]))
-    a = rng.uniform(-1.0, 1.0, size=(n, n)).astype(np.float32)
-    b = rng.uniform(-1.0, 1.0, size=(n, n)).astype(np.float32)
-    reference = a[:rows].astype(np.float64).dot(b.astype(np.float64))
-    ref_norm = float(np.sqrt((reference * reference).sum()))
+    try:
+        rng = np.random.RandomState(int(options["seed"]))
+        a = rng.uniform(-1.0, 1.0, size=(n, n)).astype(np.float32)
+        b = rng.uniform(-1.0, 1.0, size=(n, n)).astype(np.float32)
+        reference = a[:rows].astype(np.float64).dot(b.astype(np.float64))
+        ref_norm = float(np.sqrt((reference * reference).sum()))
+    except Exception as exc:  # MemoryError for a large n on a small host, a broken NumPy
+        emit({"event": "matmul_error", "data": {"error": "cannot compute the reference: %s" % describe(exc)}})
+        return
     emit({"event": "reference", "data": {"seconds": round(time.monotonic() - started, 3)}})
     for device in physical:
         index = device["index"]
