@@ -320,7 +320,7 @@ def _target_envs(facts: HostFacts, req: Requirements) -> list[PythonEnv]:
 def _framework(facts: HostFacts, req: Requirements, envs: list[PythonEnv]) -> list[Finding]:
     label = f"{req.framework} {req.version}"
     if not envs:
-        out = [_finding(
+        missing = [_finding(
             "FRAMEWORK_MISSING",
             f"{req.framework} is not installed in any Python environment on this host",
             [("searched envs", ", ".join(e.path for e in facts.envs) or "none")],
@@ -329,14 +329,14 @@ def _framework(facts: HostFacts, req: Requirements, envs: list[PythonEnv]) -> li
         pythons = sorted({e.python_version for e in facts.envs if e.python_version})
         if pythons and not any(req.python_ok(v) for v in pythons):
             # Often the reason it is missing: pip finds no wheel of this release for these Pythons.
-            out.append(_finding(
+            missing.append(_finding(
                 "PYTHON_UNSUPPORTED",
                 f"no Python on this host is in {req.python.raw}, the range {label} publishes wheels for "
                 f"(found {', '.join(pythons)})",
                 [("pythons", ", ".join(pythons)), ("supported", req.python.raw)],
                 fix=f"install a Python in {req.python.raw} and create the venv with it",
             ))
-        return out
+        return missing
     out: list[Finding] = []
     for env in envs:
         fws = _frameworks_in(env, req)
