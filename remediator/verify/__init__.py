@@ -788,7 +788,16 @@ def _nvml_failure(ctx: _Context, nvml: dict[str, Any], kernel: str | None,
     if code == 15:
         return fail(f"NVML: {error}", "a GPU fell off the bus (it no longer answers on PCIe)",
                     "see `dmesg | grep -i -e xid -e nvrm`; reboot, and reseat or replace the GPU if it repeats")
-    return fail(f"NVML: {error}", "the driver does not answer NVML queries",
+    pci = _d(ctx.doc.get("driver")).get("pci")
+    no_gpu = isinstance(pci, list) and not pci
+    if code == 13:
+        return fail(f"NVML: {error}",
+                    "libnvidia-ml.so.1 lacks functions every driver's NVML has: it is not the driver's own library "
+                    "(a stub or a copy from elsewhere)" + ("; and the PCI bus shows no NVIDIA GPU" if no_gpu else ""),
+                    "find which libnvidia-ml.so.1 is loaded (`ldconfig -p | grep nvidia-ml`) and reinstall the "
+                    "driver's userspace packages")
+    return fail(f"NVML: {error}", "the driver does not answer NVML queries"
+                + (" (and the PCI bus shows no NVIDIA GPU)" if no_gpu else ""),
                 "check `nvidia-smi` and `dmesg | grep -i nvrm`; reinstall the driver if it is damaged")
 
 
