@@ -84,7 +84,8 @@ class CudnnInstall:
     version: str  # "8.1.0", from the header's CUDNN_MAJOR/MINOR/PATCHLEVEL or the soname file
     path: str  # the library directory (or the header directory when no library was found)
     install_method: InstallMethod = "unknown"
-    header: str | None = None  # cudnn.h (<= 7) or cudnn_version.h (>= 8)
+    header: str | None = None  # cudnn.h (<= 7) or cudnn_version.h (>= 8): where the version was read
+    headers: tuple[str, ...] = ()  # every cudnn*.h of a copy in a toolkit dir (what quarantine moves)
     libraries: tuple[str, ...] = ()  # libcudnn*.so* files found in `path`
     package: str | None = None  # "libcudnn8=8.1.0.77-1+cuda11.2", "nvidia-cudnn-cu12=8.9.4.25"
     in_toolkit: str | None = None  # the toolkit directory it was copied into, if any

@@ -327,7 +327,9 @@ class _Builder:
         cudnn_dir = self.cudnn(toolkit_dir, errors)
         self.global_entries_for_system_stack(toolkit_dir)
         dirs = [f"{toolkit_dir}/lib64"]
-        if cudnn_dir and cudnn_dir not in _DEFAULT_LIB_DIRS and cudnn_dir not in dirs:
+        # lib64 is a link to targets/<arch>/lib in every toolkit layout: a cuDNN there is already pinned.
+        in_toolkit_libs = cudnn_dir is not None and _owner(cudnn_dir, [f"{toolkit_dir}/targets"]) is not None
+        if cudnn_dir and cudnn_dir not in _DEFAULT_LIB_DIRS and cudnn_dir not in dirs and not in_toolkit_libs:
             dirs.append(cudnn_dir)
         self.add("pin_loader_path", "CUDA_WRONG_DEFAULT" if "CUDA_WRONG_DEFAULT" in errors else None,
                  "the venv loads exactly this toolkit and cuDNN, whatever the global loader path says",
@@ -398,8 +400,7 @@ class _Builder:
 
     def quarantine_cudnn_copy(self, copy: CudnnInstall, finding: str) -> None:
         files = [posixpath.join(copy.path, lib) for lib in copy.libraries]
-        if copy.header:
-            files.append(copy.header)
+        files += list(copy.headers) or ([copy.header] if copy.header else [])
         for path in files:
             self.quarantine(path, "cuDNN file", finding,
                             f"cuDNN {copy.version} copied into {copy.in_toolkit} by hand")

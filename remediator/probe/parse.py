@@ -693,6 +693,7 @@ class _Builder:
         package = None
         in_toolkit = None
         env = None
+        headers: tuple[str, ...] = ()
         owner = self._env_owning(path)
         toolkit = next((t for t in self.toolkits if prefix == t.path or path.startswith(t.path + "/")), None)
         if "/site-packages/nvidia/" in path + "/" or "/dist-packages/nvidia/" in path + "/":
@@ -712,6 +713,9 @@ class _Builder:
         elif toolkit is not None:
             method = "tarball"
             in_toolkit = toolkit.path
+            include = posixpath.dirname(header) if header else None
+            headers = tuple(sorted(h.real for h in self.headers
+                                   if include and posixpath.dirname(h.real) == include))
         else:
             deb = _cudnn_package(self.dpkg, major)
             rpm = _cudnn_package(self.rpm, major)
@@ -726,6 +730,7 @@ class _Builder:
             path=path,
             install_method=method,
             header=header,
+            headers=headers,
             libraries=libraries,
             package=package,
             in_toolkit=in_toolkit,

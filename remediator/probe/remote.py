@@ -81,7 +81,8 @@ EXEC_DIRS = (
 )
 
 LIB_RE = re.compile(r"^(libcuda|libnvidia-ml|libcudnn\w*|libcudart)\.so(\.[0-9.]+)?$")
-HEADER_RE = re.compile(r"^cudnn(_version)?(_v\d+)?\.h$")
+HEADER_RE = re.compile(r"^cudnn[A-Za-z0-9_]*\.h$")
+VERSION_HEADER_RE = re.compile(r"^cudnn(_version)?(_v\d+)?\.h$")
 DEFINE_RE = re.compile(rb"^[ \t]*#[ \t]*define[ \t]+CUDNN_(MAJOR|MINOR|PATCHLEVEL|VERSION)\b[^\n]*", re.M)
 LDCACHE_RE = re.compile(
     r"^\s*(libcuda|libnvidia-ml|libcudnn|libcudart|libcublas|libcufft|libcurand|libcusolver|libcusparse"
@@ -910,7 +911,8 @@ class Probe:
         files = []
         for name in names:
             path = directory + "/" + name
-            data = self.read_bytes(path, HEADER_CAP)
+            # Only cudnn.h and cudnn_version*.h carry the version; the others are only listed.
+            data = self.read_bytes(path, HEADER_CAP) if VERSION_HEADER_RE.match(name) else None
             defines = []
             if data is not None:
                 defines = [m.group(0).decode("utf-8", "replace").strip() for m in DEFINE_RE.finditer(data)]
