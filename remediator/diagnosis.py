@@ -8,6 +8,7 @@ where the matrix knows one, the fix.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -228,6 +229,7 @@ def _loader(facts: HostFacts) -> list[Finding]:
     return out
 
 
+@functools.lru_cache(maxsize=65536)
 def _norm(path: str) -> str:
     return posixpath.normpath(path) if path else path
 

@@ -12,6 +12,7 @@ into quarantine, never deleted. Whatever another env still needs is kept, and th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import posixpath
@@ -467,6 +468,7 @@ def _release(raw: str) -> tuple[int, ...]:
     return v.release if v is not None else ()
 
 
+@functools.lru_cache(maxsize=65536)
 def _norm(path: str) -> str:
     return posixpath.normpath(path) if path else path
 

@@ -72,6 +72,13 @@ def _release_version(version: RawVersion) -> Version:
     return Version(".".join(str(n) for n in version.release))
 
 
+@functools.lru_cache(maxsize=65536)
+def _range_contains(sets: tuple[SpecifierSet, ...], parsed: RawVersion) -> bool:
+    # Memoised: a fleet asks the same few ranges about the same few versions over and over.
+    release = _release_version(parsed)
+    return any(s.contains(release, prereleases=True) for s in sets)
+
+
 @dataclass(frozen=True)
 class VersionRange:
     """A set of versions: any of `specifiers` (PEP 440 sets), with the text it came from.
@@ -104,8 +111,7 @@ class VersionRange:
         parsed = version if isinstance(version, RawVersion) else try_version(version)
         if parsed is None:
             return False
-        release = _release_version(parsed)
-        return any(s.contains(release, prereleases=True) for s in self._sets)
+        return _range_contains(self._sets, parsed)
 
     def __contains__(self, item: object) -> bool:
         if isinstance(item, str | RawVersion):
