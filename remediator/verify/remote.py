@@ -615,7 +615,9 @@ class TensorFlow:
         return out
 
     def physical_devices(self):
-        self.gpus = list(self.tf.config.list_physical_devices("GPU"))
+        config = self.tf.config
+        listing = getattr(config, "list_physical_devices", None) or config.experimental.list_physical_devices
+        self.gpus = list(listing("GPU"))
         return [{"index": i, "name": g.name} for i, g in enumerate(self.gpus)]
 
     def prepare(self, use):
@@ -624,7 +626,8 @@ class TensorFlow:
             tf.config.experimental.set_memory_growth(gpu, True)
         chosen = [g for i, g in enumerate(self.gpus) if i in use]
         if chosen and len(chosen) < len(self.gpus):  # GPUs busy with other jobs get no context of ours
-            tf.config.set_visible_devices(chosen, "GPU")
+            setter = getattr(tf.config, "set_visible_devices", None) or tf.config.experimental.set_visible_devices
+            setter(chosen, "GPU")
         if chosen and len(chosen) < len(self.gpus):
             self.visible = {i: n for n, i in enumerate(sorted(use))}
         with contextlib.suppress(AttributeError):  # TF before 2.4 has no TF32
