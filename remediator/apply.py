@@ -110,6 +110,8 @@ class ApplyOptions:
     pip_find_links: str = ""
     pip_extra_args: tuple[str, ...] = ()
     apt_mirror: str = ""
+    # More extravars for the playbooks' own knobs (remediator_pip_installer=uv, ...); never apply's own.
+    playbook_vars: Mapping[str, Any] = field(default_factory=dict)
     accept_new_host_keys: bool = False
     lock_wait_s: float = 0.0
     state_db: str | None = None  # the state store (remediator.state); None: its default path
@@ -131,10 +133,22 @@ class ApplyOptions:
                                  "into the run's artifacts",
                                  hint="put them in the hosts' pip.conf / netrc, or serve a wheelhouse")
 
+        for name in self.playbook_vars:
+            if not re.fullmatch(r"remediator_[a-z0-9_]+", name) or name in _OWN_EXTRAVARS:
+                raise UsageError(f"--var {name}: only the playbooks' own remediator_* variables may be set "
+                                 f"(not {', '.join(sorted(_OWN_EXTRAVARS))})")
+
     def summary(self) -> dict[str, Any]:
         return {"check": self.check, "serial": self.serial.raw, "max_fail_percent": self.max_fail_percent,
                 "canary": self.canary, "forks": self.forks, "allow_approval": self.allow_approval,
-                "quarantine_root": self.quarantine_root}
+                "quarantine_root": self.quarantine_root, "playbook_vars": dict(self.playbook_vars)}
+
+
+_OWN_EXTRAVARS = frozenset({
+    "remediator_run_id", "remediator_rollback_id", "remediator_quarantine_root", "remediator_allow_approval",
+    "remediator_pip_index_url", "remediator_pip_find_links", "remediator_pip_extra_args", "remediator_apt_mirror",
+    "remediator_control_pid", "remediator_actions", "remediator_target", "remediator_fingerprint",
+})
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -427,12 +441,15 @@ def plan_host_vars(hp: HostPlan) -> dict[str, Any]:
 
 def extravars(run_id: str, options: ApplyOptions) -> dict[str, Any]:
     out: dict[str, Any] = {
+        **options.playbook_vars,
         "remediator_run_id": run_id,
         "remediator_quarantine_root": options.quarantine_root.rstrip("/"),
         "remediator_allow_approval": options.allow_approval,
         "remediator_pip_index_url": options.pip_index_url,
         "remediator_pip_find_links": options.pip_find_links,
         "remediator_pip_extra_args": list(options.pip_extra_args),
+        # The host lock role asks this machine whether the holder of a host's lock still runs.
+        "remediator_control_pid": os.getpid(),
     }
     if options.apt_mirror:
         out["remediator_apt_mirror"] = options.apt_mirror
@@ -573,6 +590,7 @@ class _Rollout:
                 why = (f"{'the canary' if label == 'canary' else f'batch {ident}'} failed ({failed} of "
                        f"{len(batch)} hosts, {share}% > --max-fail-percent {self.options.max_fail_percent})")
             if why is not None:
+                self.emit(ApplyEvent("phase", message=f"stopped: {why}; {len(remaining)} host(s) not run"))
                 for name in remaining:
                     self.set(dataclasses.replace(self.hosts[name], status="skipped",
                                                  error=f"not run: the rollout stopped: {why}"))

@@ -251,13 +251,26 @@ def _failure_message(res: Mapping[str, Any]) -> str | None:
                 found = _failure_message(item)
                 if found:
                     return found
-    for key in ("msg", "reason", "stderr", "module_stderr", "stdout"):
-        value = res.get(key)
-        if value:
-            lines = [line for line in str(value).strip().splitlines() if line.strip()]
-            if lines:
-                return _short(lines[-1] if key in ("stderr", "module_stderr", "stdout") else str(value))
-    return None
+    msg = str(res.get("msg") or res.get("reason") or "").strip()
+    if "\n" in msg:  # a command's whole output (pip's "stdout: ... :stderr: ..."): its error line
+        msg = _output_line(msg) or msg
+    detail = _output_line(res.get("stderr")) or _output_line(res.get("module_stderr"))
+    if msg and detail and (msg in _GENERIC or msg.startswith("MODULE FAILURE")):
+        return _short(f"{msg}: {detail}")
+    return _short(msg) if msg else _short(detail or _output_line(res.get("stdout")))
+
+
+# ansible's messages that say only that a command failed: the command's own error says why.
+_GENERIC = ("non-zero return code", "Task failed", "failed")
+
+
+def _output_line(text: Any) -> str | None:
+    """The line of a command's output that says what went wrong: its first `error...` line, else its last."""
+    if not text:
+        return None
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith(("error", "fatal", "e: ", ":stderr: error"))]
+    return (errors[0] if errors else lines[-1]) if lines else None
 
 
 _RESULT_KINDS: dict[str, EventKind] = {

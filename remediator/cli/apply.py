@@ -83,13 +83,16 @@ def common_options(f: Any) -> Any:
 @click.option("--pip-find-links", default="", metavar="DIR|URL", help="a wheelhouse on the hosts, or a URL.")
 @click.option("--pip-arg", "pip_args", multiple=True, metavar="ARG", help="one more pip argument (repeatable).")
 @click.option("--apt-mirror", default="", metavar="URL", help="Debian/Ubuntu mirror for system packages.")
+@click.option("--var", "playbook_vars", multiple=True, metavar="NAME=VALUE",
+              help="set one of the playbooks' own remediator_* variables (repeatable; VALUE is read as YAML), "
+              "e.g. remediator_pip_installer=uv.")
 @click.option("--no-resume", is_flag=True, help="start a new run even if an earlier apply of this plan was "
               "interrupted.")
 def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bool, result_path: str | None,
           fmt: str, quarantine_root: str, lock_wait: float, playbooks_dir: Path | None, state_dir: Path | None,
           state_db: str | None, check: bool, serial: str, max_fail_percent: int, no_canary: bool,
           accept_new_host_keys: bool, pip_index_url: str, pip_find_links: str, pip_args: tuple[str, ...],
-          apt_mirror: str, no_resume: bool) -> int:
+          apt_mirror: str, playbook_vars: tuple[str, ...], no_resume: bool) -> int:
     """Carry out a saved plan on its hosts through ansible-runner and the playbooks.
 
     \b
@@ -123,6 +126,7 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
         check=check, serial=Serial.parse(serial), max_fail_percent=max_fail_percent, canary=not no_canary,
         forks=forks, allow_approval=False, quarantine_root=quarantine_root, pip_index_url=pip_index_url,
         pip_find_links=pip_find_links, pip_extra_args=tuple(pip_args), apt_mirror=apt_mirror,
+        playbook_vars=parse_vars(playbook_vars),
         accept_new_host_keys=accept_new_host_keys, lock_wait_s=lock_wait, state_db=state_db,
     )
     inv, known = load_hosts(inventory, limit)
@@ -134,6 +138,21 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
         result = apply_plan(plan, inv, options, inventory_path=os.path.abspath(inventory), in_inventory=known,
                             on_event=progress, stop=stop, resume=not no_resume)
     return report(result, result_path, fmt)
+
+
+def parse_vars(items: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--var {item!r}: give NAME=VALUE")
+        try:
+            out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[name.strip()] = value
+    return out
 
 
 def _with_approval(options: ApplyOptions) -> ApplyOptions:
@@ -258,6 +277,7 @@ class Progress:
         self.queue: queue.SimpleQueue[ApplyEvent | None] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.rows: dict[str, dict[str, str]] = {}
+        self.told: set[str] = set()  # hosts whose failure in the running batch has been printed
         self.live: Any = None
 
     def __call__(self, event: ApplyEvent) -> None:
@@ -311,6 +331,7 @@ class Progress:
         if event.kind == "warning":
             return f"warning: {printable(event.host) + ': ' if event.host else ''}{event.message}"
         if event.kind == "batch":
+            self.told.difference_update(event.hosts)
             for host in event.hosts:
                 self.row(host).update(batch=event.batch or "", state="running", task="")
             return f"batch {event.batch}: {', '.join(printable(h) for h in event.hosts)}"
@@ -319,8 +340,10 @@ class Progress:
         if event.kind == "host" and event.host:
             row = self.row(event.host)
             row.update(state=event.status or "", task="" if event.status != "failed" else row.get("task", ""))
-            if event.status == "running":
-                return None
+            if event.status == "running" or (event.message or "").startswith("not run:"):
+                return None  # the "stopped" line said it once for all of them
+            if event.host in self.told:  # its failure was printed as it happened
+                return f"{printable(event.host)}: {event.status}"
             return f"{printable(event.host)}: {event.status}" + (f": {printable(event.message)}"
                                                                 if event.message else "")
         if event.kind == "runner" and event.runner is not None:
@@ -342,6 +365,7 @@ class Progress:
             return f"{printable(r.host)}: changed: {printable(r.task or '')}"
         if r.kind in ("failed", "unreachable"):
             row["task"] = r.task or ""
+            self.told.add(r.host)
             return f"{printable(r.host)}: {r.kind}: {printable(r.task or '')}: {printable(r.message or '')}"
         return None
 

@@ -178,7 +178,14 @@ def test_extravars_follow_the_contract(tmp_path: Path) -> None:
     assert ev == {"remediator_run_id": "20260101T000000Z-abcdef",
                   "remediator_quarantine_root": "/var/lib/remediator/quarantine",
                   "remediator_allow_approval": False, "remediator_pip_index_url": "",
-                  "remediator_pip_find_links": "", "remediator_pip_extra_args": ["--no-deps"]}
+                  "remediator_pip_find_links": "", "remediator_pip_extra_args": ["--no-deps"],
+                  "remediator_control_pid": os.getpid()}
+    more = extravars("r", options(tmp_path, playbook_vars={"remediator_pip_installer": "uv"}))
+    assert more["remediator_pip_installer"] == "uv"
+    with pytest.raises(UsageError, match="--var"):
+        options(tmp_path, playbook_vars={"remediator_run_id": "x"})
+    with pytest.raises(UsageError, match="--var"):
+        options(tmp_path, playbook_vars={"ansible_user": "x"})
 
 
 @pytest.mark.parametrize("kw", [
