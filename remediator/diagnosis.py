@@ -235,12 +235,25 @@ def _norm(path: str) -> str:
 
 
 def _resolve_cuda_link(path: str, facts: HostFacts) -> str:
-    """Map /usr/local/cuda/... to the toolkit the link resolves to, as the probe recorded it."""
+    """The directory a loader entry or install path really is, as far as the facts tell.
+
+    /usr/local/cuda/... maps to the toolkit the link resolves to (as the probe recorded it), and a
+    toolkit's lib64 to targets/x86_64-linux/lib, which it links to in every toolkit layout: the probe
+    reports library copies by their real directory, while loader entries name lib64.
+    """
     p = _norm(path)
     default = facts.default_toolkit()
     if default is not None and (p == _CUDA_LINK or p.startswith(_CUDA_LINK + "/")):
-        return _norm(default.path) + p[len(_CUDA_LINK):]
-    return p
+        p = _norm(default.path) + p[len(_CUDA_LINK):]
+    return canonical_lib_dir(p, [t.path for t in facts.toolkits])
+
+
+def canonical_lib_dir(path: str, toolkit_roots: Iterable[str]) -> str:
+    for root in toolkit_roots:
+        r = _norm(root)
+        if path == f"{r}/lib64" or path.startswith(f"{r}/lib64/"):
+            return f"{r}/targets/x86_64-linux/lib" + path[len(r) + len("/lib64"):]
+    return path
 
 
 def _search_order(facts: HostFacts) -> list[tuple[str, str]]:

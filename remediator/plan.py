@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from remediator import __version__
-from remediator.diagnosis import Finding, diagnose
+from remediator.diagnosis import Finding, canonical_lib_dir, diagnose
 from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
 from remediator.matrix import Matrix, Requirements, Target
 from remediator.safety import check_path
@@ -299,8 +299,8 @@ class _Builder:
         p = _norm(path)
         default = self.facts.default_toolkit()
         if default is not None and (p == "/usr/local/cuda" or p.startswith("/usr/local/cuda/")):
-            return _norm(default.path) + p[len("/usr/local/cuda"):]
-        return p
+            p = _norm(default.path) + p[len("/usr/local/cuda"):]
+        return canonical_lib_dir(p, [t.path for t in self.facts.toolkits])
 
     # --- frameworks that use the system toolkit and cuDNN (TF <= 2.13) ---------------------------
 
