@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping
@@ -896,7 +897,9 @@ class Builder:
         for f in self.s.files:
             in_home = f.path.startswith(lg.home + "/")
             uid, gid = (lg.uid, lg.gid) if in_home else (0, 0)
-            if f.link is not None:
+            if f.absent:
+                t.whiteout(t.resolve(posixpath.dirname(f.path)) + "/" + posixpath.basename(f.path))
+            elif f.link is not None:
                 t.symlink(f.path, f.link, uid, gid)
             elif f.library is not None:
                 t.write(f.path, shared_object(f.library), f.mode if f.mode != 0o644 else 0o755, uid, gid)

@@ -46,6 +46,8 @@ FRAMEWORKS = ("tensorflow", "pytorch")
 
 # Absolute paths a scenario may put files under: each is a private copy inside the host's namespace.
 PRIVATE_ROOTS = ("/etc", "/usr", "/var", "/opt", "/home", "/root")
+# The private roots that are overlays over the outer machine's own directories (the others start empty).
+OUTER_VISIBLE_ROOTS = ("/etc/", "/usr/", "/var/")
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -129,6 +131,7 @@ class ExtraFile:
     link: str | None = None
     library: str | None = None  # an ELF stub with this SONAME
     mode: int = 0o644
+    absent: bool = False  # hide the outer machine's file at this path (an overlayfs whiteout)
 
 
 @dataclass(frozen=True)
@@ -410,10 +413,14 @@ def _files(r: _Reader, home: str) -> tuple[ExtraFile, ...]:
             mode = int(mode, 8)
         if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
             raise fr.fail("mode", f"{mode!r} is not a file mode such as '0755'")
-        if sum(x is not None for x in (content, link, library)) != 1:
-            raise fr.fail("path", "give exactly one of content, link, library")
+        absent = fr.flag("absent", False)
+        if sum(x is not None for x in (content, link, library)) + absent != 1:
+            raise fr.fail("path", "give exactly one of content, link, library, absent")
+        if absent and not path.startswith(OUTER_VISIBLE_ROOTS):
+            # Only /etc, /usr and /var show the outer machine's files; elsewhere leaving it out is enough.
+            raise fr.fail("absent", f"{raw!r}: only files under /etc, /usr or /var can be hidden")
         fr.done()
-        out.append(ExtraFile(path, content, link, library, mode))
+        out.append(ExtraFile(path, content, link, library, mode, absent))
     return tuple(out)
 
 

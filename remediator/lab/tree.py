@@ -137,9 +137,15 @@ class Tree:
         self.written.append(host_path)
 
     def whiteout(self, host_path: str) -> None:
-        """Hide a file of the outer machine in this layer (an overlayfs whiteout: char device 0/0)."""
+        """Hide a file of the outer machine in this layer (an overlayfs whiteout: char device 0/0); one this
+        tree wrote at that path is replaced by the whiteout."""
         target = self.layer_path(host_path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(target) and not stat.S_ISCHR(os.lstat(target).st_mode):
+            if target.is_dir() and not target.is_symlink():
+                raise TreeError(f"{host_path}: is a directory")
+            target.unlink()
+            self.links.pop(host_path, None)
         if not os.path.lexists(target):
             os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
 

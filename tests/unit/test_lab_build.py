@@ -188,6 +188,21 @@ def test_the_login_user_is_in_the_template_only(tmp_path: Path, outer: build.Out
     assert "ubuntu" not in {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()} or True
 
 
+def test_absent_files_hide_the_outer_machines_file(tmp_path: Path, outer: build.Outer) -> None:
+    data = yaml.safe_load((SCENARIO_DIR / "no-driver.yaml").read_text())
+    data["files"] = [
+        {"path": "/usr/bin/python3", "absent": True},
+        {"path": "/etc/profile.d/x.sh", "content": "x=1\n"},
+        {"path": "/etc/profile.d/x.sh", "absent": True},  # a file the scenario wrote itself
+    ]
+    root, s = make(tmp_path, outer, data)
+    assert [f.path for f in s.files if f.absent] == ["/usr/bin/python3", "/etc/profile.d/x.sh"]
+    for path in ("/usr/bin/python3", "/etc/profile.d/x.sh"):
+        st = os.lstat(host(root, path))
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0, path
+    assert not host(root, "/usr/bin/python3.11").exists(), "only the named file is hidden"
+
+
 def test_elf_stubs_carry_their_soname() -> None:
     data = elf.shared_object("libcudnn.so.8", (elf.Export("cudnnGetVersion", elf.Kind.RETURN, 8906),))
     assert data[:4] == b"\x7fELF" and b"libcudnn.so.8\0" in data

@@ -106,6 +106,9 @@ BAD = [
     ("envs.0.packages.1", "numpy>=1", "envs[0].packages[1]: 'numpy>=1' is not NAME==VERSION"),
     ("envs.0.conda", ["cudnn==8.1"], "envs[0].conda: only a conda environment has conda packages"),
     ("files", [{"path": "/etc/x", "content": "a", "link": "/b"}], "files[0].path: give exactly one of"),
+    ("files", [{"path": "/etc/x", "content": "a", "absent": True}], "files[0].path: give exactly one of"),
+    ("files", [{"path": "/opt/x", "absent": True}], "files[0].absent: '/opt/x': only files under /etc, /usr"),
+    ("files", [{"path": "/usr/bin/x", "absent": "yes"}], "files[0].absent: must be true or false"),
     ("login", {"user": "Root!"}, "login.user: 'Root!' is not valid"),
 ]  # fmt: skip
 
