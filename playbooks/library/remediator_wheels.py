@@ -80,6 +80,26 @@ def installed(venv):
     return out
 
 
+def _release(text):
+    parts = text.split(".")
+    if not all(p.isdigit() for p in parts):
+        return None
+    nums = [int(p) for p in parts]
+    while len(nums) > 1 and nums[-1] == 0:
+        nums.pop()
+    return nums
+
+
+def same_version(installed_version, wanted):
+    """PEP 440 `==` for plain releases: 13.0.3 matches 13.0.3.0, and a local label (+cu130) is ignored
+    unless the wanted version names one."""
+    have = installed_version if "+" in wanted else installed_version.split("+")[0]
+    if have == wanted:
+        return True
+    a, b = _release(have), _release(wanted)
+    return a is not None and a == b
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(venv=dict(type="path", required=True),
@@ -97,8 +117,7 @@ def main():
         if version is None:
             missing.append("%s (not installed)" % req)
         elif spec.startswith("==") and "," not in spec:
-            want = spec[2:].strip()
-            if version != want and ("+" in want or version.split("+")[0] != want):
+            if not same_version(version, spec[2:].strip()):
                 missing.append("%s (found %s)" % (req, version))
     if missing:
         module.fail_json(msg="the venv lacks: %s" % ", ".join(missing), missing=missing, installed=have)

@@ -52,6 +52,13 @@ class PlaybookLab:
                        capture_output=True, text=True, timeout=300)
         self.plan = {h["host"]: h for h in json.loads(plan_file.read_text())["hosts"]}
 
+    def replan(self, host: str, target: str) -> None:
+        """Plan `host` again for another target (the real planner, as `remediate plan --target`)."""
+        out = self.state / f"plan-{host}.json"
+        subprocess.run([_bin("remediate"), "plan", "-i", str(self.lab.inventory), "--limit", host, "--target", target,
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+        self.plan[host] = json.loads(out.read_text())["hosts"][0]
+
     def root(self, host: str) -> Path:
         return Path(f"/proc/{self.pids[host]}/root")
 
@@ -329,3 +336,60 @@ def test_ansible_lint_production_profile() -> None:
     out = subprocess.run([lint, "--profile", "production", "--offline"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+
+
+# --- a real framework install: torch 2.14.1 and its CUDA 13 wheels, linked from a cache the lab hosts share ----
+
+WHEEL_CACHE = Path("/var/cache/remediator-lab")  # outer /var is the lower layer of every lab host's /var
+REAL_TARGET = "pytorch==2.14.1"
+
+
+def _fill_wheel_cache() -> None:
+    """Download the target's wheels once (pip, with this machine's configured indexes) and unpack them into a
+    uv cache once; later runs and every lab host reuse both."""
+    stamp = WHEEL_CACHE / f"filled-{REAL_TARGET}"
+    if stamp.exists():
+        return
+    wheelhouse = WHEEL_CACHE / "wheelhouse"
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(BIN / "python"), "-m", "pip", "download", "-q", "--only-binary=:all:", "--dest",
+                    str(wheelhouse), "torch==2.14.1"], check=True, timeout=1200)
+    warm = WHEEL_CACHE / "warm"
+    if not (warm / "bin" / "python").exists():
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(warm)], check=True, timeout=300)
+    subprocess.run([_bin("uv"), "pip", "install", "--no-config", "--python", str(warm / "bin" / "python"),
+                    "--cache-dir", str(WHEEL_CACHE / "uv"), "--find-links", str(wheelhouse), "--no-index",
+                    "--link-mode", "symlink", "torch==2.14.1"], check=True, timeout=1200)
+    stamp.write_text("")
+
+
+def test_real_torch_install_from_shared_wheel_cache(plab: PlaybookLab) -> None:
+    if not Path(_bin("uv")).exists():
+        pytest.skip("uv is not installed (pip install -e '.[dev]')")
+    try:
+        _fill_wheel_cache()
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"the wheels of {REAL_TARGET} cannot be had here: {exc}")
+    host = "lib-shadowed-pip-001"
+    plab.replan(host, REAL_TARGET)
+    actions = plab.actions(host, pip=True)
+    pip = next(a for a in actions if a["kind"] == "pip_install")
+    assert pip["params"]["requirements"] == ["torch==2.14.1"]
+    assert "nvidia-cudnn-cu13==9.24.0.43" in pip["params"]["expected_wheels"]
+    extra = {"remediator_run_id": _run_id(50), "remediator_pip_installer": "uv", "remediator_uv_bin": _bin("uv"),
+             "remediator_uv_cache_dir": str(WHEEL_CACHE / "uv"), "remediator_uv_link_mode": "symlink",
+             "remediator_pip_find_links": str(WHEEL_CACHE / "wheelhouse"),
+             "remediator_pip_extra_args": ["--no-index", "--offline"]}
+    t0 = time.monotonic()
+    stats = plab.play("remediate.yml", {host: actions}, extra, tag="torch1")
+    installed_in = time.monotonic() - t0
+    assert _ok(stats, host)["changed"] > 0
+    venv = plab.root(host) / "opt/remediator/venvs/pytorch-2.14.1"
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert (site / "torch").is_symlink() or any(p.is_symlink() for p in (site / "torch").iterdir())
+    assert _ok(plab.play("remediate.yml", {host: actions}, extra, tag="torch2"), host)["changed"] == 0
+    stats = plab.play("verify.yml", {host: actions}, extra, tag="torch-verify")
+    _ok(stats, host)  # torch imports in the venv and reports 2.14.1; remote.py ran and printed its evidence
+    assert installed_in < 600
+    assert _ok(plab.play("rollback.yml", {host: actions}, extra, tag="torch-rollback"), host)["changed"] > 0
+    assert not venv.exists()

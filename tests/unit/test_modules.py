@@ -358,12 +358,13 @@ def test_cuda_link_records_before_and_rolls_back(host: Host) -> None:
 @needs_ns
 def test_wheels_check(host: Host) -> None:
     site = host.tmp / "venv" / "lib" / "python3.11" / "site-packages"
-    for name, version in (("torch", "2.14.1+cu130"), ("nvidia_cudnn_cu13", "9.24.0.43")):
+    for name, version in (("torch", "2.14.1+cu130"), ("nvidia_cudnn_cu13", "9.24.0.43"), ("cuda-toolkit", "13.0.3.0")):
         d = site / f"{name}-{version}.dist-info"
         d.mkdir(parents=True)
         (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nbody\n")
     venv = str(host.tmp / "venv")
-    ok = host.run("remediator_wheels", {"venv": venv, "expected": ["torch==2.14.1", "nvidia-cudnn-cu13==9.24.0.43"]})
+    ok = host.run("remediator_wheels", {"venv": venv, "expected": ["torch==2.14.1", "nvidia-cudnn-cu13==9.24.0.43",
+                                                                    "cuda-toolkit==13.0.3"]})
     assert ok.get("failed") is None and ok["installed"]["nvidia-cudnn-cu13"] == "9.24.0.43"
-    bad = host.run("remediator_wheels", {"venv": venv, "expected": ["torch==2.13.0", "cuda-toolkit==13.0.3"]})
+    bad = host.run("remediator_wheels", {"venv": venv, "expected": ["torch==2.13.0", "nvidia-nccl-cu13==2.30.7"]})
     assert bad["failed"] and len(bad["missing"]) == 2
