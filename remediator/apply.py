@@ -392,6 +392,9 @@ class StopSignal:
 
 ProbeFn = Callable[[Sequence[InventoryHost]], FleetResult[HostFacts]]
 RunFn = Callable[..., RunOutcome]
+# (host, the plan's target for it) pairs, the venv root, the options -> each host's verify result.
+VerifyFn = Callable[[Sequence[tuple[InventoryHost, Mapping[str, Any]]], str, "ApplyOptions"],
+                    Mapping[str, Mapping[str, Any]]]
 
 
 # --- the host vars the playbooks get ------------------------------------------------------------------
@@ -657,13 +660,14 @@ def apply_plan(
     stop: StopSignal | None = None,
     probe: ProbeFn | None = None,
     run: RunFn = run_playbook,
+    verify: VerifyFn | None = None,
     resume: bool = True,
 ) -> ApplyResult:
     """Apply `plan` to the hosts of `inventory` it names (those of the limit); one result per plan host.
 
     `in_inventory` names every host of the whole inventory (before a limit): plan hosts outside the limit
-    are left out of the result, plan hosts missing from the inventory are skipped. `probe` and `run`
-    stand in for the probe and ansible-runner in tests.
+    are left out of the result, plan hosts missing from the inventory are skipped. `probe`, `run` and
+    `verify` stand in for the probe, ansible-runner and remediator.verify in tests.
     """
     playbook = options.playbooks_dir / "remediate.yml"
     if not playbook.is_file():
@@ -681,13 +685,13 @@ def apply_plan(
         if not mine:
             raise ApplyError(f"run {run_id} is in use by another remediate process")
         return _apply_locked(plan, selected, by_name, options, playbook, run_id, pdd, previous, inventory_path,
-                             on_event, stop, probe, run)
+                             on_event, stop, probe, run, verify)
 
 
 def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping[str, InventoryHost],
                   options: ApplyOptions, playbook: Path, run_id: str, pdd: Path, previous: Mapping[str, Any] | None,
                   inventory_path: str | None, on_event: Callable[[ApplyEvent], None] | None,
-                  stop: StopSignal | None, probe: ProbeFn | None, run: RunFn) -> ApplyResult:
+                  stop: StopSignal | None, probe: ProbeFn | None, run: RunFn, verify: VerifyFn | None) -> ApplyResult:
     before = {str(h.get("host")): h for h in (previous or {}).get("hosts", []) if isinstance(h, dict)}
     notes: list[str] = []
     if previous:
@@ -735,7 +739,7 @@ def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping
         if stopped and stopped.startswith("interrupted"):
             state = "interrupted"
         if options.verify and not options.check:
-            _verify_hook(ro, [h for h in ro.hosts.values() if h.status == "applied"])
+            _verify_applied(ro, plan, by_name, options, verify or verify_hosts)
     except BaseException:
         ro.save("interrupted", "interrupted: remediate stopped")
         raise
@@ -818,16 +822,57 @@ def _probe(probe: ProbeFn | None, hosts: Sequence[InventoryHost], options: Apply
     return probe_fleet(hosts, forks=options.forks, accept_new_host_keys=options.accept_new_host_keys)
 
 
-def _verify_hook(ro: _Rollout, applied: Sequence[HostApply]) -> None:
-    """Verify the applied hosts, once `remediator.verify` offers a library call for it.
+def verify_hosts(hosts: Sequence[tuple[InventoryHost, Mapping[str, Any]]], venv_root: str,
+                 options: ApplyOptions) -> dict[str, dict[str, Any]]:
+    """The GPU ladder of remediator.verify on each host, in the venv the plan made for its target.
 
-    TODO(#6): call remediator.verify's fleet function (rungs that need a GPU report skip on lab hosts) and
-    store each host's result in HostApply.verify as {"passed": bool, ...}; until then apply says it did not.
+    One verify_fleet call per target; each host gets {"passed", "verdict", "first_failure"} or, when the
+    ladder could not run, {"passed": None, "error"}.
     """
-    if not applied:
+    from remediator.matrix import Target, load_matrix
+    from remediator.verify import verify_fleet
+
+    matrix = load_matrix()
+    groups: dict[tuple[str, str], list[InventoryHost]] = {}
+    for host, target in hosts:
+        groups.setdefault((str(target.get("framework")), str(target.get("version"))), []).append(host)
+    out: dict[str, dict[str, Any]] = {}
+    for (framework, version), members in groups.items():
+        fleet = verify_fleet(members, matrix, target=Target(framework, version), venv_root=venv_root,
+                             forks=options.forks, accept_new_host_keys=options.accept_new_host_keys)
+        for r in fleet:
+            if r.value is None:
+                out[r.host] = {"passed": None, "status": r.status, "error": r.error, "hint": r.hint}
+                continue
+            doc = r.value.to_dict(with_report=False)
+            out[r.host] = {"passed": doc["passed"], "verdict": doc["verdict"], "first_failure": doc["first_failure"],
+                           "rungs": [{"rung": g["rung"], "name": g["name"], "status": g["status"],
+                                      "summary": g["summary"]} for g in doc["rungs"]]}
+    return out
+
+
+def _verify_applied(ro: _Rollout, plan: PlanFile, by_name: Mapping[str, InventoryHost], options: ApplyOptions,
+                    verify: VerifyFn) -> None:
+    """Verify the hosts this run applied (`remediate verify`'s ladder); a verify error is a warning."""
+    applied = [h for h in ro.hosts.values() if h.status == "applied" and h.host in by_name]
+    todo = [(by_name[h.host], plan.host(h.host).target or {}) for h in applied if plan.host(h.host).target]
+    if not todo:
         return
-    ro.emit(ApplyEvent("warning", message="verify did not run: remediator.verify has no library call yet; "
-                                          "run `remediate verify` once it exists"))
+    ro.emit(ApplyEvent("phase", message=f"verifying {len(todo)} host(s)"))
+    try:
+        results = verify(todo, plan.venv_root, options)
+    except Exception as exc:  # the hosts are applied whatever verify says
+        ro.emit(ApplyEvent("warning", message=f"verify did not run: {exc}"))
+        return
+    for host, _ in todo:
+        result = results.get(host.name)
+        if result is None:
+            continue
+        ro.set(dataclasses.replace(ro.hosts[host.name], verify=dict(result)))
+        if result.get("passed") is False:
+            ro.emit(ApplyEvent("warning", host=host.name, message=f"verify: {result.get('verdict')}"))
+        elif result.get("passed") is None:
+            ro.emit(ApplyEvent("warning", host=host.name, message=f"verify could not run: {result.get('error')}"))
 
 
 class _StoreHook:
@@ -854,6 +899,9 @@ class _StoreHook:
                     manifest = dict(h.manifest) if h.manifest is not None else (
                         {"path": h.quarantine_manifest} if h.quarantine_manifest else None)
                     store.record_apply(self.run_id, h.host, h.status, manifest)
+                    if h.verify is not None and h.verify.get("passed") is not None:
+                        store.record_verify(h.host, dict(h.verify), passed=bool(h.verify["passed"]),
+                                            run_id=self.run_id)
                 store.finish_run(self.run_id, int(result.exit_status))
         except Exception as exc:  # the hosts are done whatever the store says
             self.emit(ApplyEvent("warning", message=f"could not record the run in the state store: {exc}"))

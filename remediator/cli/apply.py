@@ -86,13 +86,14 @@ def common_options(f: Any) -> Any:
 @click.option("--var", "playbook_vars", multiple=True, metavar="NAME=VALUE",
               help="set one of the playbooks' own remediator_* variables (repeatable; VALUE is read as YAML), "
               "e.g. remediator_pip_installer=uv.")
+@click.option("--no-verify", is_flag=True, help="skip the GPU check (`remediate verify`) of the applied hosts.")
 @click.option("--no-resume", is_flag=True, help="start a new run even if an earlier apply of this plan was "
               "interrupted.")
 def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bool, result_path: str | None,
           fmt: str, quarantine_root: str, lock_wait: float, playbooks_dir: Path | None, state_dir: Path | None,
           state_db: str | None, check: bool, serial: str, max_fail_percent: int, no_canary: bool,
           accept_new_host_keys: bool, pip_index_url: str, pip_find_links: str, pip_args: tuple[str, ...],
-          apt_mirror: str, playbook_vars: tuple[str, ...], no_resume: bool) -> int:
+          apt_mirror: str, playbook_vars: tuple[str, ...], no_verify: bool, no_resume: bool) -> int:
     """Carry out a saved plan on its hosts through ansible-runner and the playbooks.
 
     \b
@@ -113,6 +114,7 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
       failed       a task failed (see the task)      skipped      nothing to do, blocked, locked, or stopped
       unreachable  no SSH session                    check        --check ran through
 
+    The applied hosts are then verified (`remediate verify`'s GPU ladder, in the venv the plan made).
     An apply that was killed is picked up by the next apply of the same plan (same run id). Undo a run
     with `remediate rollback RUN_ID -i INVENTORY`.
 
@@ -127,7 +129,7 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
         forks=forks, allow_approval=False, quarantine_root=quarantine_root, pip_index_url=pip_index_url,
         pip_find_links=pip_find_links, pip_extra_args=tuple(pip_args), apt_mirror=apt_mirror,
         playbook_vars=parse_vars(playbook_vars),
-        accept_new_host_keys=accept_new_host_keys, lock_wait_s=lock_wait, state_db=state_db,
+        accept_new_host_keys=accept_new_host_keys, lock_wait_s=lock_wait, state_db=state_db, verify=not no_verify,
     )
     inv, known = load_hosts(inventory, limit)
     todo = [h for h in plan.hosts if h.status == "changes" and h.host in {i.name for i in inv}]
@@ -208,6 +210,10 @@ def render_summary(result: ApplyResult, result_path: str | None = None) -> str:
             line += "  " + printable(h.error) + (f" [task: {printable(h.task)}]" if h.task else "")
         elif h.resumed:
             line += "  (resumed)"
+        if h.verify is not None:
+            v = h.verify
+            said = "pass" if v.get("passed") else (v.get("verdict") or v.get("error") or "?")
+            line += f"\n{'':<{width}}  {'':<11}  verify: {printable(str(said))}"
         if h.quarantine_manifest and h.status in ("applied", "failed", "unreachable"):
             line += f"\n{'':<{width}}  {'':<11}  manifest: {printable(h.quarantine_manifest)}"
         if h.hint and h.status not in ("applied", "check", "rolled_back"):

@@ -184,18 +184,22 @@ def test_plan_apply_probe_rollback_leaves_the_host_as_it_was(quick: ApplyLab) ->
     plan_path = plan(quick, [host], "cycle")
 
     status, doc = apply_cli(quick, plan_path)
-    assert status == 0, doc
     h = doc["hosts"][0]
-    assert (h["status"], h["error"]) == ("applied", None)
+    assert (h["status"], h["error"]) == ("applied", None), doc
     assert h["quarantine_manifest"] == f"/var/lib/remediator/quarantine/{doc['run_id']}/manifest.json"
     assert "/etc/profile.d/cuda.sh" not in quick.tree(host)
     assert_nothing_lost(quick, host, doc["run_id"], before)
     assert replan_statuses(quick, [host]) == {host: "compliant"}
 
-    status, undone = rollback_cli(quick, doc["run_id"])
-    assert status == 0 and by_host(undone) == {host: "rolled_back"}, undone
+    status_undo, undone = rollback_cli(quick, doc["run_id"])
+    assert status_undo == 0 and by_host(undone) == {host: "rolled_back"}, undone
     assert quick.tree(host) == before
     assert replan_statuses(quick, [host]) == {host: "changes"}
+
+    # Verify ran at the end of the apply; a lab host has no GPU, so the rungs that need one must say skip.
+    assert h["verify"] is not None, h
+    assert h["verify"]["passed"] is True, h["verify"]
+    assert status == 0, doc
 
 
 # --- faults ---------------------------------------------------------------------------------------------
@@ -206,7 +210,8 @@ def test_sigkill_midway_then_apply_again_converges(quick: ApplyLab) -> None:
     before = {h: quick.tree(h) for h in hosts}
     plan_path = plan(quick, hosts, "kill")
     env = {**os.environ, "REMEDIATE_STATE_DB": str(quick.work / "state.db")}
-    cmd = [sys.executable, "-m", "remediator", "apply", str(plan_path), *quick.argv(), "--yes", "--serial", "1"]
+    cmd = [sys.executable, "-m", "remediator", "apply", str(plan_path), *quick.argv(), "--yes", "--serial", "1",
+           "--no-verify"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
     seen = []
     try:
@@ -229,7 +234,7 @@ def test_sigkill_midway_then_apply_again_converges(quick: ApplyLab) -> None:
                                                                 hosts[2]: "skipped"}
 
     # Apply again: the same run carries on (waiting, if need be, for the killed run's ansible-playbook).
-    status, doc = apply_cli(quick, plan_path, "--serial", "1", "--lock-wait", "300")
+    status, doc = apply_cli(quick, plan_path, "--serial", "1", "--lock-wait", "300", "--no-verify")
     assert status == 0, doc
     assert doc["run_id"] == run.name and doc["resumed"] and set(by_host(doc).values()) == {"applied"}
     for h in hosts:
@@ -255,7 +260,7 @@ def test_a_host_going_down_midway_leaves_the_others_applied(quick: ApplyLab) -> 
             downed.extend(quick.take_down(victim))
 
     options = ApplyOptions(playbooks_dir=PLAYBOOKS, state_dir=quick.work / "runs", serial=Serial.parse("100%"),
-                           state_db=str(quick.work / "state.db"))
+                           state_db=str(quick.work / "state.db"), verify=False)
     result = apply_plan(read_plan(str(plan_path)), inventory.hosts, options, on_event=on_event)
     assert downed
     statuses = {h.host: h.status for h in result.hosts}
@@ -272,7 +277,7 @@ def test_no_space_for_the_quarantine_aborts_that_host_before_anything_moves(quic
     quick.in_host(full, ["sh", "-c", "mkdir -p /var/lib/remediator/quarantine && "
                          "mount -t tmpfs -o size=1m remediator-full /var/lib/remediator/quarantine"])
     plan_path = plan(quick, hosts, "nospace")
-    status, doc = apply_cli(quick, plan_path, "--no-canary", "--max-fail-percent", "100")
+    status, doc = apply_cli(quick, plan_path, "--no-canary", "--max-fail-percent", "100", "--no-verify")
     assert status == 2, doc
     assert by_host(doc) == {hosts[0]: "applied", full: "failed"}
     failed = next(h for h in doc["hosts"] if h["host"] == full)
@@ -288,7 +293,7 @@ def test_a_stale_plan_is_refused_for_that_host_only(quick: ApplyLab) -> None:
     quick.in_host(changed, ["sh", "-c", "echo 'export LD_LIBRARY_PATH=/usr/local/cuda-12.4/extras/CUPTI/lib64"
                             "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}' >> /etc/profile.d/cuda.sh"])
     before = quick.tree(changed)
-    status, doc = apply_cli(quick, plan_path)
+    status, doc = apply_cli(quick, plan_path, "--no-verify")
     assert status == 2, doc
     assert by_host(doc) == {hosts[0]: "applied", changed: "stale"}
     stale = next(h for h in doc["hosts"] if h["host"] == changed)
@@ -337,15 +342,18 @@ def test_torch_is_installed_from_real_wheels_and_rolled_back(labkit: Any, tmp_pa
             "--pip-arg=--extra-index-url", f"--pip-arg={wheel_index}/pypi/simple", "--pip-arg=--native-tls",
             "--var", "remediator_pip_installer=uv", "--var", f"remediator_uv_bin={Path(sys.executable).parent}/uv",
             "--var", "remediator_uv_cache_dir=/var/cache/remediator-uv")
-        assert status == 0, doc
+        h = doc["hosts"][0]
+        assert h["status"] == "applied", doc
         venv = "/opt/remediator/venvs/pytorch-2.14.1"
         version = lab.in_host(host, [f"{venv}/bin/python", "-c",
                                      "import importlib.metadata as m; print(m.version('torch'))"])
         assert version.strip() == "2.14.1"
         assert replan_statuses(lab, [host]) == {host: "compliant"}
-        status, undone = rollback_cli(lab, doc["run_id"])
-        assert status == 0, undone
+        status_undo, undone = rollback_cli(lab, doc["run_id"])
+        assert status_undo == 0, undone
         assert lab.tree(host) == before
+        assert h["verify"] is not None and h["verify"]["passed"] is True, h["verify"]
+        assert status == 0, doc
 
 
 # --- check mode on every scenario of the shared lab ------------------------------------------------------
