@@ -5,7 +5,7 @@ Real applies run on hosts of tests/fixtures/apply-lab (a lab of their own, so th
 session stays as its scenarios say): plan -> apply -> probe and plan again (compliant) -> rollback ->
 every file of the host as before; and the faults: SIGKILL of apply midway then apply again, a host
 going down in a batch, no space for the quarantine, a stale plan. One test installs the real torch
-2.14.1 wheels (from this machine's wheel index, served on 127.0.0.1). The scenarios of inventories/lab
+2.14.1 wheels (from the lab's wheel cache, docs/playbooks.md). The scenarios of inventories/lab
 target old TensorFlow releases that cannot be installed here, so they run in check mode (which must
 change nothing). docs/apply.md lists what runs how.
 """
@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "apply-lab"
 PLAYBOOKS = REPO / "playbooks"
-WHEEL_INDEX = Path("/opt/pypi-more/simple/torch")
 
 # Prints {path: "kind:digest:mode:uid:gid"} for every file, dir and link a run may touch, as the host sees
 # them. Left out: the quarantine and lock (the run's own records), ansible's temp dirs and caches.
@@ -304,44 +302,49 @@ def test_a_stale_plan_is_refused_for_that_host_only(quick: ApplyLab) -> None:
 # --- the framework, installed for real -------------------------------------------------------------------
 
 
+# The lab's wheel cache (docs/playbooks.md): the outer /var is the lower layer of every lab host's /var, so
+# what is downloaded and unpacked here once is there for every host; venvs link to it (symlinks: a host's
+# /opt and /var are different overlay mounts, so hard links cannot cross them).
+WHEEL_CACHE = Path("/var/cache/remediator-lab")
+TORCH = "torch==2.14.1"
+
+
 @pytest.fixture(scope="module")
-def wheel_index() -> Iterator[str]:
-    """This machine's wheel index (torch 2.14.1 and its cu13 wheels) over HTTP on 127.0.0.1: lab hosts
-    have their own /opt, so they cannot read it as files."""
-    if not WHEEL_INDEX.is_dir():
-        pytest.skip(f"no local wheel index at {WHEEL_INDEX.parent}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", "/opt",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
+def wheel_cache() -> Path:
+    """torch 2.14.1 and its cu13 wheels in a wheelhouse, unpacked once into a uv cache (shared with
+    test_playbooks.py, which keeps the same layout)."""
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.exists():
+        pytest.skip("uv is not installed (pip install -e '.[dev]')")
+    stamp = WHEEL_CACHE / f"filled-pytorch=={TORCH.split('==')[1]}"
+    if not stamp.exists():
+        wheelhouse, warm = WHEEL_CACHE / "wheelhouse", WHEEL_CACHE / "warm"
+        wheelhouse.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--dest",
+                            str(wheelhouse), TORCH], check=True, timeout=1200)
+            if not (warm / "bin" / "python").exists():
+                subprocess.run(["/usr/bin/python3", "-m", "venv", str(warm)], check=True, timeout=300)
+            subprocess.run([str(uv), "pip", "install", "--no-config", "--python", str(warm / "bin" / "python"),
+                            "--cache-dir", str(WHEEL_CACHE / "uv"), "--find-links", str(wheelhouse), "--no-index",
+                            "--link-mode", "symlink", TORCH], check=True, timeout=1200)
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"the wheels of {TORCH} cannot be had here: {exc}")
+        stamp.write_text("")
+    return WHEEL_CACHE
 
 
 def test_torch_is_installed_from_real_wheels_and_rolled_back(labkit: Any, tmp_path_factory: pytest.TempPathFactory,
-                                                             wheel_index: str) -> None:
+                                                             wheel_cache: Path) -> None:
     with own_lab(labkit, tmp_path_factory, FIXTURES / "torch-missing.yaml", 1, "apply-torch") as lab:
         [host] = lab.hosts
         before = lab.tree(host)
         plan_path = plan(lab, [host], "torch")
         status, doc = apply_cli(
             lab, plan_path,
-            # uv takes torch and the nvidia wheels from the first index that has them (the local one);
-            # what is not there (cuda-bindings) comes from PyPI.
-            "--pip-index-url", "https://pypi.org/simple",
-            "--pip-arg=--extra-index-url", f"--pip-arg={wheel_index}/pypi-more/simple",
-            "--pip-arg=--extra-index-url", f"--pip-arg={wheel_index}/pypi/simple", "--pip-arg=--native-tls",
+            "--pip-find-links", str(wheel_cache / "wheelhouse"), "--pip-arg=--no-index", "--pip-arg=--offline",
             "--var", "remediator_pip_installer=uv", "--var", f"remediator_uv_bin={Path(sys.executable).parent}/uv",
-            "--var", "remediator_uv_cache_dir=/var/cache/remediator-uv")
+            "--var", f"remediator_uv_cache_dir={wheel_cache / 'uv'}", "--var", "remediator_uv_link_mode=symlink")
         h = doc["hosts"][0]
         assert h["status"] == "applied", doc
         venv = "/opt/remediator/venvs/pytorch-2.14.1"
