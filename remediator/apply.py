@@ -126,9 +126,11 @@ class ApplyOptions:
         root = self.quarantine_root
         if not root.startswith("/") or root.rstrip("/").count("/") < 2 or ".." in root.split("/"):
             raise UsageError(f"--quarantine-root must be an absolute path at least two levels deep, not {root!r}")
-        for name, url in (("--pip-index-url", self.pip_index_url), ("--pip-find-links", self.pip_find_links),
-                          ("--apt-mirror", self.apt_mirror)):
-            if re.match(r"[a-z][a-z0-9+.-]*://[^/@]*@", url, re.IGNORECASE):
+        values = [("--pip-index-url", self.pip_index_url), ("--pip-find-links", self.pip_find_links),
+                  ("--apt-mirror", self.apt_mirror), *(("--pip-arg", a) for a in self.pip_extra_args),
+                  *((f"--var {k}", v) for k, v in self.playbook_vars.items() if isinstance(v, str))]
+        for name, url in values:
+            if re.search(r"[a-z][a-z0-9+.-]*://[^/@\s]*@", url, re.IGNORECASE):
                 raise UsageError(f"{name} must not carry credentials (user:password@): they would be written "
                                  "into the run's artifacts",
                                  hint="put them in the hosts' pip.conf / netrc, or serve a wheelhouse")

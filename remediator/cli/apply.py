@@ -384,8 +384,13 @@ class Progress:
         from rich.text import Text
 
         table = Table(box=None, pad_edge=False)
-        for column in ("host", "batch", "state", "ok", "changed", "task"):
-            table.add_column(column, overflow="ellipsis", no_wrap=True)
+        longest = max((len(printable(h)) for h in self.rows), default=4)
+        table.add_column("host", overflow="ellipsis", no_wrap=True, min_width=min(longest, 40))
+        table.add_column("batch", overflow="ellipsis", no_wrap=True, min_width=9)
+        table.add_column("state", overflow="ellipsis", no_wrap=True, min_width=11)
+        for column in ("ok", "changed"):
+            table.add_column(column, no_wrap=True, justify="right")
+        table.add_column("task", overflow="ellipsis", no_wrap=True)
         styles = {"applied": "green", "check": "green", "rolled_back": "green", "failed": "red",
                   "unreachable": "yellow", "stale": "yellow", "running": "cyan"}
         for host, row in self.rows.items():

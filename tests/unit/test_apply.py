@@ -191,6 +191,8 @@ def test_extravars_follow_the_contract(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kw", [
     {"pip_index_url": "https://user:token@pypi.example/simple"}, {"max_fail_percent": 101},
+    {"pip_extra_args": ("--extra-index-url", "https://u:p@mirror/simple")},
+    {"playbook_vars": {"remediator_uv_index": "https://tok@mirror/simple"}},
     {"quarantine_root": "relative/q"}, {"quarantine_root": "/q"}, {"forks": 0},
 ])
 def test_options_refuse_credentials_and_bad_values(tmp_path: Path, kw: dict[str, Any]) -> None:
