@@ -43,6 +43,8 @@ RunState = Literal["running", "finished", "interrupted"]
 DEFAULT_QUARANTINE_ROOT = "/var/lib/remediator/quarantine"
 RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 _GOOD: frozenset[str] = frozenset({"applied", "check", "rolled_back"})
+_STATUSES: frozenset[str] = frozenset(
+    {"applied", "failed", "unreachable", "stale", "skipped", "check", "rolled_back", "running"})
 
 
 class ApplyError(RemediatorError):
@@ -279,6 +281,21 @@ class HostApply:
     def counts_against(self) -> bool:
         """Whether this host keeps the run from being a full success (compliant hosts do not)."""
         return self.status not in _GOOD and not (self.status == "skipped" and self.planned == "compliant")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HostApply:
+        """A host of an earlier result.json, as far as apply needs it again."""
+        def text(key: str) -> str | None:
+            value = d.get(key)
+            return value if isinstance(value, str) else None
+
+        status = d.get("status")
+        counts = d.get("counts")
+        return cls(str(d.get("host")), status if status in _STATUSES else "skipped",
+                   error=text("error"), hint=text("hint"), batch=text("batch"), task=text("task"),
+                   quarantine_manifest=text("quarantine_manifest"), plan_fingerprint=text("plan_fingerprint"),
+                   probed_fingerprint=text("probed_fingerprint"), resumed=bool(d.get("resumed")),
+                   counts=dict(counts) if isinstance(counts, dict) else {}, planned=text("planned"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -718,6 +735,16 @@ def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping
             hosts.append(HostApply(hp.host, "skipped", error="waiting", plan_fingerprint=hp.fingerprint,
                                    batch=earlier.get("batch") if earlier else None))
             candidates.append(hp)
+    # Hosts of the interrupted attempt outside this apply's --limit keep their record: a rollback of the
+    # run reads it to know where the run went.
+    chosen = {hp.host for hp in selected}
+    for name, h in before.items():
+        if name not in chosen:
+            kept = HostApply.from_dict(h)
+            if kept.status == "running":
+                kept = dataclasses.replace(kept, status="failed", error="left midway by the interrupted attempt "
+                                           "and outside this apply's --limit: apply again, or roll back")
+            hosts.append(kept)
     started = _now()
     result = ApplyResult(
         kind="apply", run_id=run_id, private_data_dir=str(pdd), state="running", hosts=tuple(hosts),
@@ -939,7 +966,7 @@ def rollback_run(
     skipped: list[HostApply] = []
     if record is not None and not limited:
         touched = [str(h.get("host")) for h in record.get("hosts", []) if isinstance(h, dict)
-                   and h.get("status") in ("applied", "failed", "unreachable")]
+                   and h.get("status") in ("applied", "failed", "unreachable", "running")]
         names = [n for n in touched if n in by_name]
         skipped = [HostApply(n, "skipped", error="not in the inventory") for n in touched if n not in by_name]
         notes.append(f"hosts from the record of run {undo_run_id}: {len(touched)}")

@@ -394,6 +394,26 @@ def test_an_interrupted_apply_is_resumed_with_its_run_id(tmp_path: Path) -> None
     assert find_interrupted(tmp_path / "state", plan.sha256) is None
 
 
+def test_a_resume_with_a_narrower_limit_keeps_the_other_hosts_record(tmp_path: Path) -> None:
+    names = ["a", "b", "c"]
+    plan = read_plan(str(write_plan(tmp_path / "p.json", [host_entry(n) for n in names])))
+
+    def die(ident: str, hosts: Sequence[str]) -> None:
+        if ident.startswith("02"):
+            raise KeyboardInterrupt
+
+    opts = options(tmp_path, serial=Serial.parse("1"))
+    with pytest.raises(KeyboardInterrupt):
+        apply_plan(plan, inv(*names), opts, probe=FakeProbe(), run=FakeRun(during=die))
+    result = apply_plan(plan, inv("c"), opts, probe=FakeProbe(), run=FakeRun(), in_inventory=set(names))
+    assert statuses(result) == {"c": "applied", "a": "applied", "b": "failed"}
+    assert "outside this apply's --limit" in (result.hosts[2].error or "")
+    assert result.exit_status == ExitStatus.CHANGES  # b was left in the middle
+    undo = FakeRun()
+    rollback_run(result.run_id, inv(*names), opts, run=undo)
+    assert undo.batches() == [["c", "a", "b"]]
+
+
 def test_a_changed_host_is_stale_when_no_run_of_the_plan_touched_it(tmp_path: Path) -> None:
     plan = read_plan(str(write_plan(tmp_path / "p.json", [host_entry("a")])))
     result = apply_plan(plan, inv("a"), options(tmp_path), probe=FakeProbe({"a": facts("a", 1)}), run=FakeRun())
