@@ -106,6 +106,9 @@ def main():
         merged.update({k: v for k, v in rec.items() if v is not None or k not in existing})
         if p["change"] is not None and "before" in existing:
             merged["before"] = existing["before"]
+        if existing.get("created_dirs") is not None:  # a resumed run finds them made by its first attempt
+            merged["created_dirs"] = list(existing["created_dirs"]) + [
+                d for d in (rec.get("created_dirs") or []) if d not in existing["created_dirs"]]
         if merged == existing:
             module.exit_json(changed=False, record=existing)
         if module.check_mode:

@@ -35,6 +35,17 @@ options:
     type: list
     elements: path
     default: []
+  restore_items:
+    description: Whether to restore the quarantined items (false to only remove empty directories).
+    type: bool
+    default: true
+  remove_empty_dirs:
+    description:
+      - Directories the run created (the venv root) to remove again, deepest first, only when empty
+        (C(rmdir)); one that is not empty is left as it is.
+    type: list
+    elements: path
+    default: []
 author: remediator
 """
 
@@ -61,6 +72,10 @@ changes:
   description: The manifest's change records (links, venvs, pins).
   type: list
   returned: always
+removed_dirs:
+  description: Empty directories removed.
+  type: list
+  returned: always
 """
 
 import os
@@ -68,6 +83,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.remediator_common import (
     check_real_path,
+    fsync_dir,
     load_manifest,
     makedirs,
     move,
@@ -84,6 +100,8 @@ def main():
             run_id=dict(type="str", required=True),
             root=dict(type="path", default="/var/lib/remediator/quarantine"),
             managed_roots=dict(type="list", elements="path", default=[]),
+            restore_items=dict(type="bool", default=True),
+            remove_empty_dirs=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -98,7 +116,7 @@ def main():
     managed = tuple(p["managed_roots"])
 
     todo, conflicts = [], []
-    for item in reversed(doc["items"]):
+    for item in reversed(doc["items"] if p["restore_items"] else []):
         original = item["original_path"]
         stored = os.path.join(directory, item["stored_as"])
         if item["state"] == "restored":
@@ -123,11 +141,24 @@ def main():
             continue
         todo.append((item, "move"))
 
-    diff = {"before": "".join("%s/%s\n" % (directory, i["stored_as"]) for i, _ in todo),
+    dirs = [d for d in sorted(set(p["remove_empty_dirs"]), key=lambda d: d.count("/"), reverse=True)
+            if d.startswith("/") and d.count("/") >= 2 and os.path.normpath(d) == d]
+    empty = [d for d in dirs if os.path.isdir(d) and not os.path.islink(d) and not os.listdir(d)]
+    diff = {"before": "".join("%s/%s\n" % (directory, i["stored_as"]) for i, _ in todo)
+            + "".join("%s/\n" % d for d in empty),
             "after": "".join("%s\n" % i["original_path"] for i, _ in todo)}
     if module.check_mode:
-        module.exit_json(changed=bool(todo), restored=[i["original_path"] for i, _ in todo], conflicts=conflicts,
-                         packages=doc["packages"], changes=doc["changes"], diff=diff)
+        module.exit_json(changed=bool(todo or empty), restored=[i["original_path"] for i, _ in todo],
+                         conflicts=conflicts, removed_dirs=empty, packages=doc["packages"], changes=doc["changes"],
+                         diff=diff)
+    removed_dirs = []
+    for d in dirs:  # deepest first: a parent is empty once its created child is gone
+        try:
+            os.rmdir(d)
+        except OSError:
+            continue
+        fsync_dir(os.path.dirname(d))
+        removed_dirs.append(d)
 
     restored = []
     for item, how in todo:
@@ -148,8 +179,8 @@ def main():
         write_manifest(directory, doc)
         restored.append(original)
 
-    result = dict(changed=bool(restored), restored=restored, conflicts=conflicts, packages=doc["packages"],
-                  changes=doc["changes"], diff=diff)
+    result = dict(changed=bool(restored or removed_dirs), restored=restored, conflicts=conflicts,
+                  removed_dirs=removed_dirs, packages=doc["packages"], changes=doc["changes"], diff=diff)
     if conflicts:
         module.fail_json(msg="%d item(s) left in quarantine: %s" % (
             len(conflicts), "; ".join("%s (%s)" % (c["path"], c["why"]) for c in conflicts)), **result)

@@ -368,3 +368,22 @@ def test_wheels_check(host: Host) -> None:
     assert ok.get("failed") is None and ok["installed"]["nvidia-cudnn-cu13"] == "9.24.0.43"
     bad = host.run("remediator_wheels", {"venv": venv, "expected": ["torch==2.13.0", "nvidia-nccl-cu13==2.30.7"]})
     assert bad["failed"] and len(bad["missing"]) == 2
+
+
+@needs_ns
+def test_rollback_removes_only_empty_directories_the_run_made(host: Host) -> None:
+    (host.profile_d / "cuda.sh").write_text("x\n")
+    host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                       "paths": [{"path": "/etc/profile.d/cuda.sh"}]})
+    made = host.tmp / "made"
+    (made / "venvs").mkdir(parents=True)
+    kept = host.tmp / "kept"
+    kept.mkdir()
+    (kept / "file").write_text("keep")
+    args = {"run_id": RUN, "root": str(host.qroot), "restore_items": False,
+            "remove_empty_dirs": [str(made), str(made / "venvs"), str(kept)]}
+    out = host.run("remediator_restore", args)
+    assert out["changed"] and out["removed_dirs"] == [str(made / "venvs"), str(made)]
+    assert not made.exists() and (kept / "file").read_text() == "keep"
+    assert not (host.profile_d / "cuda.sh").exists()  # items were not restored
+    assert host.run("remediator_restore", args)["changed"] is False
