@@ -622,8 +622,13 @@ def judge(doc: Any, *, host: str, target: Target | None, matrix: Matrix) -> Host
         except UnknownVersionError:
             req = None
     ctx = _Context(doc, target, req, matrix)
-    rungs = (_driver_rung(ctx), _cuda_rung(ctx), _runtime_rung(ctx))
-    matmul_rung, gpus = _matmul_rung(ctx, rungs[2])
+    driver = _driver_rung(ctx)
+    if driver.status == "skip":  # no device: every rung that needs a GPU says so
+        rungs = (driver, _skip(2, "cuda", NO_DEVICE), _skip(3, "runtime", NO_DEVICE))
+        matmul_rung, gpus = _skip(4, "matmul", NO_DEVICE), tuple[GpuReport, ...]()
+    else:
+        rungs = (driver, _cuda_rung(ctx), _runtime_rung(ctx))
+        matmul_rung, gpus = _matmul_rung(ctx, rungs[2])
     libraries = _libraries(ctx)
     python = _d(doc.get("python"))
     return HostVerification(
@@ -666,6 +671,10 @@ def _driver_rung(ctx: _Context) -> Rung:
 
     floor = f" {ctx.req.min_driver}" if ctx.req else ""
     target_text = f" for {ctx.target}" if ctx.target else ""
+    if pci is not None and not pci_list and not nvml.get("ok"):
+        # No NVIDIA GPU on the bus at all (a CPU host, a lab host, CI): nothing to check, nothing broken
+        # that a GPU would reveal. A GPU on the bus with a broken driver still fails below.
+        return Rung(1, "driver", "skip", NO_DEVICE, evidence=tuple(evidence))
     if proc_version is None and not nvml.get("ok"):
         summary = "no NVIDIA kernel module loaded (/proc/driver/nvidia/version missing)"
         if pci is None:
@@ -802,6 +811,9 @@ def _nvml_failure(ctx: _Context, nvml: dict[str, Any], kernel: str | None,
 
 
 # --- rung 2: the CUDA driver API ------------------------------------------------------------------
+
+
+NO_DEVICE = "no device: no NVIDIA GPU on this host's PCI bus, nothing to check"
 
 
 def _skip(number: int, name: RungName, reason: str) -> Rung:

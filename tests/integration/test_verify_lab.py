@@ -16,7 +16,7 @@ from remediator.cli import main
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
-def test_every_lab_host_stops_cleanly_at_the_driver(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_lab_host_reports_no_device(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["verify", "-i", str(lab.inventory), "--target", "pytorch==2.11.0", "--format", "json",
                    "--forks", "8", "--timeout", "120"])
     document = json.loads(capsys.readouterr().out)
@@ -26,8 +26,8 @@ def test_every_lab_host_stops_cleanly_at_the_driver(lab: Any, capsys: pytest.Cap
     assert not_checked == []
     for name, h in hosts.items():
         rungs = h["verification"]["rungs"]
-        assert h["status"] == "failed", name
-        assert [r["status"] for r in rungs] == ["fail", "skip", "skip", "skip"], (name, rungs[0])
-        assert rungs[0]["cause"] and rungs[0]["fix"], name
-        assert {r["summary"] for r in rungs[1:]} == {"driver rung failed"}, name
-    assert status == 2
+        # Lab hosts have a driver on disk but no GPU on the bus: every rung that needs one says so.
+        assert h["status"] == "passed", name
+        assert [r["status"] for r in rungs] == ["skip", "skip", "skip", "skip"], (name, rungs[0])
+        assert {r["summary"] for r in rungs} == {"no device: no NVIDIA GPU on this host's PCI bus, nothing to check"}
+    assert status == 0

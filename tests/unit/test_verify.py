@@ -21,6 +21,7 @@ from remediator.matrix import Target, load_matrix, parse_target
 from remediator.transport.base import HostUnreachable
 from remediator.transport.fake import FakeConnector, FakeTransport
 from remediator.verify import (
+    NO_DEVICE,
     VERIFY_ARGV,
     HostVerification,
     VerifyError,
@@ -138,13 +139,23 @@ def test_split_cudnn_fix_names_the_path_entry() -> None:
     assert fix.startswith("take /usr/lib/x86_64-linux-gnu off LD_LIBRARY_PATH")
 
 
-def test_no_gpu_machine() -> None:
+def test_no_gpu_machine_skips_every_rung_as_no_device() -> None:
+    # A host with no NVIDIA GPU on its PCI bus (CI, a lab host): nothing to check, nothing broken.
     doc = json.loads((FIXTURES / "nogpu-container.remote.json").read_text())
+    v = judged(doc)
+    assert statuses(v) == ("skip", "skip", "skip", "skip")
+    assert {r.summary for r in v.rungs} == {NO_DEVICE}
+    assert v.passed and v.verdict.startswith("pass (4 rung(s) skipped")
+
+
+def test_gpu_on_the_bus_without_a_driver_fails_rung_1() -> None:
+    doc = json.loads((FIXTURES / "nogpu-container.remote.json").read_text())
+    doc["driver"]["pci"] = [{"address": "0000:00:06.0", "driver": None}]
     v = judged(doc)
     assert statuses(v) == ("fail", "skip", "skip", "skip")
     driver = v.rung("driver")
     assert driver.summary == "no NVIDIA kernel module loaded (/proc/driver/nvidia/version missing)"
-    assert "no NVIDIA GPU on its PCI bus" in (driver.cause or "")
+    assert "1 NVIDIA GPU on its PCI bus" in (driver.cause or "") and "modprobe nvidia" in (driver.fix or "")
     assert {r.summary for r in v.rungs[1:]} == {"driver rung failed"}
 
 
