@@ -52,9 +52,12 @@ _DEFAULT_LIB_DIRS = frozenset({"/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib
                                "/usr/lib/x86_64-linux-gnu"})
 
 
+DEFAULT_VENV_ROOT = "/opt/remediator/venvs"
+
+
 @dataclass(frozen=True)
 class Policy:
-    venv_root: str = "/opt/remediator/venvs"
+    venv_root: str = DEFAULT_VENV_ROOT
     allow_driver_changes: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 
 import click
 
-from remediator.cli.render import echo_json
-from remediator.errors import ExitStatus, InputError, UsageError
+from remediator.cli.render import echo_json, write_atomic
+from remediator.errors import ExitStatus, UsageError
 from remediator.facts import HostFacts, load_facts_file
 from remediator.matrix import Target, load_matrix, parse_target
 from remediator.plan import Action, HostPlan, Plan, Policy, no_target, plan_host, unreachable
@@ -74,7 +73,7 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
 
     record_plan_safely(result)
     if out_path:
-        _write_atomic(out_path, json.dumps(result.to_dict(), indent=2) + "\n")
+        write_atomic(out_path, json.dumps(result.to_dict(), indent=2) + "\n", "plan")
     if fmt == "json":
         echo_json(result.to_dict())
     else:
@@ -122,15 +121,6 @@ def _plan_inventory(inventory: str, limit: str | None, target: Target | None, ma
         out.append(_plan_one(r.value, target, matrix, policy, by_name[r.host].target))
     return out
 
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(path, f"cannot write the plan: {exc.strerror or exc}") from None
 
 
 def describe(action: Action) -> str:

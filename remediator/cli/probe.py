@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from remediator.errors import ExitStatus, InputError, RemediatorError, UsageError
+from remediator.cli.render import write_atomic
+from remediator.errors import ExitStatus, RemediatorError, UsageError
 from remediator.facts import SCHEMA_VERSION, HostFacts
 from remediator.probe import DEFAULT_TIMEOUT, DEFAULT_VENV_ROOTS, probe_fleet, probe_host
 
@@ -99,7 +99,7 @@ def probe(
 
     record_probe_safely(results)
     if out_path:
-        _write_atomic(out_path, json.dumps(document, indent=2) + "\n")
+        write_atomic(out_path, json.dumps(document, indent=2) + "\n", "facts")
     if fmt == "json":
         click.echo(json.dumps(document, indent=2))
     else:
@@ -198,15 +198,6 @@ def probe_document(results: Sequence[HostResult[HostFacts]]) -> dict[str, Any]:
         )
     return {"schema_version": SCHEMA_VERSION, "hosts": hosts}
 
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(path, f"cannot write the facts: {exc.strerror or exc}") from None
 
 
 # --- the table ----------------------------------------------------------------------------------

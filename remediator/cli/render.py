@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from typing import Any
 
 import click
 
 from remediator.diagnosis import Finding
+from remediator.errors import InputError
 
 FORMAT_OPTION = click.option(
     "--format",
@@ -40,3 +42,14 @@ def findings_text(host: str, findings: Iterable[Finding]) -> str:
         if f.fix:
             lines.append(f"      fix: {f.fix}")
     return "\n".join(lines)
+
+
+def write_atomic(path: str, text: str, what: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: readers never see half a file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(path, f"cannot write the {what}: {exc.strerror or exc}") from None

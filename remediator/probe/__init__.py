@@ -25,7 +25,6 @@ from remediator.probe.parse import (
     parse_torch_version,
 )
 from remediator.transport.base import Transport
-from remediator.transport.local import LocalTransport
 
 if TYPE_CHECKING:
     from remediator.fleet import FleetResult, HostResult
@@ -68,7 +67,7 @@ def remote_script_source() -> str:
 
 
 @functools.cache
-def _pynvml_blob() -> str | None:
+def pynvml_blob() -> str | None:
     """nvidia-ml-py's pynvml source, compressed, so the host needs nothing installed to ask NVML.
 
     Read from the installed module's file rather than imported: importing it has no use here.
@@ -101,16 +100,16 @@ def build_payload(
         "nvml_timeout": float(command_timeout),
     }
     source = remote_script_source()
-    blob = _pynvml_blob() if nvml else None
+    blob = pynvml_blob() if nvml else None
     # repr() of a str is a Python string literal: the options travel as data, never as code.
-    source = _replace_once(source, "PYNVML_SOURCE_Z = None\n", f"PYNVML_SOURCE_Z = {blob!r}\n")
-    source = _replace_once(
+    source = fill_placeholder(source, "PYNVML_SOURCE_Z = None\n", f"PYNVML_SOURCE_Z = {blob!r}\n")
+    source = fill_placeholder(
         source, "PAYLOAD_OPTIONS = None\n", f"PAYLOAD_OPTIONS = json.loads({json.dumps(options)!r})\n"
     )
     return source.encode("utf-8")
 
 
-def _replace_once(text: str, old: str, new: str) -> str:
+def fill_placeholder(text: str, old: str, new: str) -> str:
     if text.count(old) != 1:  # pragma: no cover - a bug of ours, caught by the tests
         raise AssertionError(f"remote script must contain {old!r} exactly once")
     return text.replace(old, new)
@@ -173,21 +172,14 @@ def probe_fleet(
     inventory var `remediate_venv_roots` (a list of paths) replaces `venv_roots` for that host.
     """
     from remediator.fleet import run_fleet
-
-    if connect is None:
-        from remediator.transport.ssh import connect as ssh_connect
-
-        connect = ssh_connect
+    from remediator.transport import open_transport
 
     def probe_one(host: InventoryHost) -> HostFacts:
         roots = host.vars.get("remediate_venv_roots")
         if not (isinstance(roots, list | tuple) and roots and all(isinstance(r, str) for r in roots)):
             roots = list(venv_roots)
-        transport: Transport
-        if host.connection == "local":
-            transport = LocalTransport(host.name)
-        else:
-            transport = connect(host, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout)
+        transport = open_transport(host, accept_new_host_keys=accept_new_host_keys,
+                                   connect_timeout=connect_timeout, connect=connect)
         try:
             return probe_host(transport, host.name, venv_roots=roots, timeout=timeout)
         finally:

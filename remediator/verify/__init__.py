@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from remediator.errors import RemediatorError, UnknownVersionError
 from remediator.matrix import Matrix, Requirements, Target
-from remediator.probe import _pynvml_blob, _replace_once
+from remediator.plan import DEFAULT_VENV_ROOT
+from remediator.probe import fill_placeholder, pynvml_blob
 from remediator.transport.base import Transport
 from remediator.versions import try_version
 
@@ -50,7 +51,6 @@ SCHEMA_VERSION = 1
 #: corrupt memory or a bad library give 1e-2 and more.
 REL_TOLERANCE = 1e-3
 
-DEFAULT_VENV_ROOT = "/opt/remediator/venvs"  # as remediator.plan.Policy.venv_root
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_SIZE = 4096
 NVML_TIMEOUT = 20.0
@@ -330,11 +330,11 @@ def build_payload(options: CheckOptions, *, nvml: bool = True) -> bytes:
     """
     source = remote_script_source()
     own = base64.b64encode(zlib.compress(source.encode("utf-8"), 9)).decode("ascii")
-    blob = _pynvml_blob() if nvml else None
+    blob = pynvml_blob() if nvml else None
     # repr() of a str is a Python string literal: the options travel as data, never as code.
-    text = _replace_once(source, "PYNVML_SOURCE_Z = None\n", f"PYNVML_SOURCE_Z = {blob!r}\n")
-    text = _replace_once(text, "SCRIPT_SOURCE_Z = None\n", f"SCRIPT_SOURCE_Z = {own!r}\n")
-    text = _replace_once(
+    text = fill_placeholder(source, "PYNVML_SOURCE_Z = None\n", f"PYNVML_SOURCE_Z = {blob!r}\n")
+    text = fill_placeholder(text, "SCRIPT_SOURCE_Z = None\n", f"SCRIPT_SOURCE_Z = {own!r}\n")
+    text = fill_placeholder(
         text, "PAYLOAD_OPTIONS = None\n", f"PAYLOAD_OPTIONS = json.loads({json.dumps(options.payload_options())!r})\n"
     )
     return text.encode("utf-8")
@@ -424,12 +424,7 @@ def verify_fleet(
     """
     from remediator.fleet import run_fleet
     from remediator.matrix import parse_target
-    from remediator.transport.local import LocalTransport
-
-    if connect is None:
-        from remediator.transport.ssh import connect as ssh_connect
-
-        connect = ssh_connect
+    from remediator.transport import open_transport
 
     def verify_one(host: InventoryHost) -> HostVerification:
         chosen = target
@@ -439,11 +434,8 @@ def verify_fleet(
         host_python = python
         if host_python is None and isinstance(host.vars.get("remediate_python"), str):
             host_python = host.vars["remediate_python"]
-        transport: Transport
-        if host.connection == "local":
-            transport = LocalTransport(host.name)
-        else:
-            transport = connect(host, accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout)
+        transport = open_transport(host, accept_new_host_keys=accept_new_host_keys,
+                                   connect_timeout=connect_timeout, connect=connect)
         try:
             return verify_host(transport, host.name, chosen, matrix, python=host_python, venv_root=venv_root,
                                force=force, size=size, timeout=timeout)
