@@ -35,6 +35,7 @@ from remediator.apply import (
     read_plan,
     write_json_atomic,
 )
+from remediator.cli.render import printable
 from remediator.errors import InputError, UsageError
 
 
@@ -234,10 +235,6 @@ def render_summary(result: ApplyResult, result_path: str | None = None) -> str:
         lines.append(f"undo with: remediate rollback {result.run_id} -i {result.inventory or 'INVENTORY'}")
     return "\n".join(lines)
 
-
-def printable(value: str) -> str:
-    """Host values may hold newlines or terminal escapes: show them escaped, never interpret them."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
 
 
 @contextlib.contextmanager

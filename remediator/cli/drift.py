@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from remediator.cli.render import echo_json
+from remediator.cli.render import echo_json, printable
 from remediator.drift import Baseline, DriftRun, HostDrift, check_host
 from remediator.errors import ExitStatus, RemediatorError, UsageError
 from remediator.state import ENV_VAR, Store, iso
@@ -155,10 +155,6 @@ def _check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matr
 
 # --- text ---------------------------------------------------------------------------------------------
 
-
-def printable(value: object) -> str:
-    """Host values may hold newlines or terminal escapes: show them escaped, never interpret them."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
 
 
 def render_text(run: DriftRun) -> str:

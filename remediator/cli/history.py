@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from remediator.cli.drift import printable, state_db_option
-from remediator.cli.render import echo_json
+from remediator.cli.drift import state_db_option
+from remediator.cli.render import echo_json, printable
 from remediator.errors import ExitStatus, RemediatorError, UsageError
 from remediator.state import ENV_VAR, Store, iso, new_run_id
 

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from remediator.cli.render import echo_json, write_atomic
+from remediator.cli.render import echo_json, printable, write_atomic
 from remediator.errors import ExitStatus, UsageError
 from remediator.facts import HostFacts, load_facts_file
 from remediator.matrix import Target, load_matrix, parse_target
@@ -148,25 +148,26 @@ def render_text(result: Plan) -> str:
     lines: list[str] = []
     for h in result.hosts:
         target = f" ({h.target['framework']}=={h.target['version']})" if h.target else ""
+        name = printable(h.host)
         if h.status == "compliant":
-            lines.append(f"{h.host}{target}: compliant")
+            lines.append(f"{name}{target}: compliant")
         elif h.status == "unreachable":
-            lines.append(f"{h.host}: unreachable: {h.error}")
+            lines.append(f"{name}: unreachable: {printable(h.error)}")
         else:
-            head = f"{len(h.actions)} to change" if h.status == "changes" else f"blocked: {h.error}"
-            lines.append(f"{h.host}{target}: {head}")
+            head = f"{len(h.actions)} to change" if h.status == "changes" else f"blocked: {printable(h.error)}"
+            lines.append(f"{name}{target}: {head}")
         for a in h.actions:
             flag = " [needs approval]" if a.requires_approval else ""
             why = f"{a.reason}" + (f" [{a.finding}]" if a.finding else "")
-            lines.append(f"  {a.symbol} {describe(a)}{flag}")
-            lines.append(f"      because {why}")
+            lines.append(f"  {a.symbol} {printable(describe(a))}{flag}")
+            lines.append(f"      because {printable(why)}")
         for f in h.findings:
             if f.code == "PATH_REFUSED":
-                lines.append(f"  ! {f.message}")
+                lines.append(f"  ! {printable(f.message)}")
         for k in h.kept:
-            lines.append(f"  = kept {k}")
+            lines.append(f"  = kept {printable(k)}")
         for m in h.manual:
-            lines.append(f"  ? by hand: {m}")
+            lines.append(f"  ? by hand: {printable(m)}")
     c = result.counts()
     lines.append("")
     lines.append(f"{len(result.hosts)} hosts: {c['compliant']} compliant, {c['changes']} to change, "

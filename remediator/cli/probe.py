@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from remediator.cli.render import write_atomic
+from remediator.cli.render import printable, write_atomic
 from remediator.errors import ExitStatus, RemediatorError, UsageError
 from remediator.facts import SCHEMA_VERSION, HostFacts
 from remediator.probe import DEFAULT_TIMEOUT, DEFAULT_VENV_ROOTS, probe_fleet, probe_host
@@ -173,7 +173,7 @@ class _progress:
         task = self.bar.add_task("probe", total=self.total, last="")
 
         def advance(result: HostResult[HostFacts]) -> None:
-            self.bar.update(task, advance=1, last=f"{_printable(result.host)}: {result.status}")
+            self.bar.update(task, advance=1, last=f"{printable(result.host)}: {result.status}")
 
         return advance
 
@@ -203,10 +203,6 @@ def probe_document(results: Sequence[HostResult[HostFacts]]) -> dict[str, Any]:
 # --- the table ----------------------------------------------------------------------------------
 
 
-def _printable(value: str) -> str:
-    """Host values may hold newlines or terminal escapes: show them escaped, never interpret them."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-
 
 def _print_table(results: Sequence[HostResult[HostFacts]], elapsed: float, out_path: str | None) -> None:
     from rich.console import Console
@@ -218,12 +214,12 @@ def _print_table(results: Sequence[HostResult[HostFacts]], elapsed: float, out_p
     for column in ("host", "driver", "CUDA toolkits", "cuDNN", "frameworks"):
         table.add_column(column, overflow="fold")
     for r in results:
-        host = Text(_printable(r.host), style="bold")
+        host = Text(printable(r.host), style="bold")
         if r.value is None:
             status = Text(f"{r.status}: ", style="red" if r.status == "failed" else "yellow")
-            status.append(_printable(r.error or ""))
+            status.append(printable(r.error or ""))
             if r.hint:
-                status.append(f"\nhint: {_printable(r.hint)}", style="dim")
+                status.append(f"\nhint: {printable(r.hint)}", style="dim")
             table.add_row(host, status, "", "", "")
             continue
         facts = r.value
@@ -255,24 +251,24 @@ def _driver_cell(facts: HostFacts) -> Text:
     d = facts.driver
     text = Text()
     if d.version:
-        text.append(_printable(d.version), style="bold")
+        text.append(printable(d.version), style="bold")
         text.append(f" ({d.source})")
         if d.cuda_driver_version:
-            text.append(f"\nCUDA {_printable(d.cuda_driver_version)}")
+            text.append(f"\nCUDA {printable(d.cuda_driver_version)}")
     else:
         text.append("no driver answered" if d.userspace_version or d.kernel_module_version else "none", style="dim")
     kernel, user = d.kernel_module_version, d.userspace_version
     if kernel and user and kernel != user:
-        text.append(f"\nkernel {_printable(kernel)} != userspace {_printable(user)} (reboot pending?)", style="red")
+        text.append(f"\nkernel {printable(kernel)} != userspace {printable(user)} (reboot pending?)", style="red")
     elif user and not kernel and not d.version:
-        text.append(f"\nuserspace {_printable(user)}, module not loaded", style="red")
+        text.append(f"\nuserspace {printable(user)}, module not loaded", style="red")
     if d.error:
-        text.append("\n" + _printable(d.error.strip().splitlines()[0]), style="red")
+        text.append("\n" + printable(d.error.strip().splitlines()[0]), style="red")
     kinds: dict[str, int] = {}
     for gpu in facts.gpus:  # eight identical GPUs are one line
         cc = f" sm {gpu.compute_capability}" if gpu.compute_capability else ""
         memory = f" {gpu.memory_mib / 1024:.0f} GiB" if gpu.memory_mib else ""
-        line = f"{_printable(gpu.name)}{memory}{cc}"
+        line = f"{printable(gpu.name)}{memory}{cc}"
         kinds[line] = kinds.get(line, 0) + 1
     for line, count in kinds.items():
         text.append(f"\n{count}x {line}", style="dim")
@@ -284,13 +280,13 @@ def _toolkits_cell(facts: HostFacts) -> Text:
 
     parts = []
     for t in facts.toolkits:
-        line = Text(_printable(t.version or "?"), style="bold" if t.is_default else "")
-        line.append(f" {t.install_method} {_printable(t.path)}")
+        line = Text(printable(t.version or "?"), style="bold" if t.is_default else "")
+        line.append(f" {t.install_method} {printable(t.path)}")
         if t.is_default:
             line.append(" (default" + (", via alternatives)" if t.via_alternatives else ")"), style="green")
         parts.append(line)
     for c in facts.compat_libcuda:
-        parts.append(Text(f"compat libcuda {_printable(c.version)}", style="dim"))
+        parts.append(Text(f"compat libcuda {printable(c.version)}", style="dim"))
     return _lines(parts)
 
 
@@ -299,8 +295,8 @@ def _cudnn_cell(facts: HostFacts) -> Text:
 
     parts = []
     for c in facts.cudnn:
-        line = Text(_printable(c.version), style="bold")
-        line.append(f" {c.install_method} {_printable(c.path)}")
+        line = Text(printable(c.version), style="bold")
+        line.append(f" {c.install_method} {printable(c.path)}")
         if not c.libraries:
             line.append(" (header only)", style="yellow")
         parts.append(line)
@@ -313,16 +309,16 @@ def _frameworks_cell(facts: HostFacts) -> Text:
     parts = []
     for env in facts.envs:
         for f in env.frameworks:
-            line = Text(f"{_printable(f.name)} {_printable(f.version)}", style="bold")
+            line = Text(f"{printable(f.name)} {printable(f.version)}", style="bold")
             built = []
             if f.is_cuda_build is False:
                 built.append("CPU only")
             if f.cuda_build:
-                built.append(f"CUDA {_printable(f.cuda_build)}")
+                built.append(f"CUDA {printable(f.cuda_build)}")
             if f.cudnn_build:
-                built.append(f"cuDNN {_printable(f.cudnn_build)}")
+                built.append(f"cuDNN {printable(f.cudnn_build)}")
             if built:
                 line.append(f" ({', '.join(built)})")
-            line.append(f" {_printable(env.path)}", style="dim")
+            line.append(f" {printable(env.path)}", style="dim")
             parts.append(line)
     return _lines(parts)

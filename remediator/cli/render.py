@@ -24,6 +24,11 @@ FORMAT_OPTION = click.option(
 _MARK = {"error": "x", "warning": "!", "info": "i"}
 
 
+def printable(value: object) -> str:
+    """Host values may hold newlines or terminal escapes: show them escaped, never interpret them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
@@ -32,15 +37,16 @@ def findings_text(host: str, findings: Iterable[Finding]) -> str:
     items = list(findings)
     errors = sum(1 for f in items if f.severity == "error")
     warnings = sum(1 for f in items if f.severity == "warning")
+    host = printable(host)
     if not items:
         return f"{host}: healthy (no findings)"
     lines = [f"{host}: {errors} error(s), {warnings} warning(s)"]
     for f in items:
-        lines.append(f"  [{_MARK[f.severity]}] {f.code}: {f.message}")
+        lines.append(f"  [{_MARK[f.severity]}] {f.code}: {printable(f.message)}")
         for key, value in f.evidence:
-            lines.append(f"        {key}: {value}")
+            lines.append(f"        {key}: {printable(value)}")
         if f.fix:
-            lines.append(f"      fix: {f.fix}")
+            lines.append(f"      fix: {printable(f.fix)}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from remediator.cli.render import FORMAT_OPTION, echo_json
+from remediator.cli.render import FORMAT_OPTION, echo_json, printable
 from remediator.errors import ExitStatus, InputError, RemediatorError, UsageError
 from remediator.fleet import HostResult, outcome_of
 from remediator.matrix import Matrix, Target, load_matrix, parse_target
@@ -207,47 +207,43 @@ def verify_document(results: Sequence[HostResult[HostVerification]], target: str
 # --- text ---------------------------------------------------------------------------------------
 
 
-def _printable(value: str) -> str:
-    """Host values may hold newlines or terminal escapes: show them escaped, never interpret them."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-
 
 _WORD = {"pass": "pass", "fail": "FAIL", "skip": "skip"}
 
 
 def _rung_lines(rung: Rung) -> list[str]:
-    lines = [f"  {rung.number} {rung.title}", f"    {_WORD[rung.status]}  {_printable(rung.summary)}"]
+    lines = [f"  {rung.number} {rung.title}", f"    {_WORD[rung.status]}  {printable(rung.summary)}"]
     if rung.cause:
-        lines.append(f"          cause: {_printable(rung.cause)}")
+        lines.append(f"          cause: {printable(rung.cause)}")
     if rung.fix:
-        lines.append(f"          fix:   {_printable(rung.fix)}")
+        lines.append(f"          fix:   {printable(rung.fix)}")
     if rung.status == "fail":
         for key, value in rung.evidence:
-            lines.append(f"          {_printable(key)}: {_printable(value)}")
+            lines.append(f"          {printable(key)}: {printable(value)}")
     for note in rung.notes:
-        lines.append(f"          note: {_printable(note)}")
+        lines.append(f"          note: {printable(note)}")
     return lines
 
 
 def _host_lines(r: HostResult[HostVerification]) -> list[str]:
     v = r.value
     if v is None:
-        lines = [f"{_printable(r.host)}: {host_status(r)}: {_printable(r.error or '')}"]
+        lines = [f"{printable(r.host)}: {host_status(r)}: {printable(r.error or '')}"]
         if r.hint:
-            lines.append(f"  hint: {_printable(r.hint)}")
+            lines.append(f"  hint: {printable(r.hint)}")
         return lines
-    head = f"{_printable(v.host)}: {'PASS' if v.passed else 'FAIL'}"
+    head = f"{printable(v.host)}: {'PASS' if v.passed else 'FAIL'}"
     what = [v.target or "no target"]
     if v.python:
-        what.append(f"python {_printable(v.python)}" + (f" ({v.python_version})" if v.python_version else ""))
+        what.append(f"python {printable(v.python)}" + (f" ({v.python_version})" if v.python_version else ""))
     lines = [f"{head}   [{', '.join(what)}]"]
     for rung in v.rungs:
         lines += _rung_lines(rung)
         if rung.name == "runtime" and v.libraries:
             for lib in v.libraries:
                 if lib.kind in ("cudart", "cudnn", "cublas", "cuda"):
-                    lines.append(f"          {lib.kind:<7} {_printable(lib.version or '?'):<10} "
-                                 f"{_printable(lib.path)} ({lib.origin})")
+                    lines.append(f"          {lib.kind:<7} {printable(lib.version or '?'):<10} "
+                                 f"{printable(lib.path)} ({lib.origin})")
         if rung.name == "matmul" and any(g.matmul or g.busy for g in v.gpus):
             lines.append(f"          {'GPU':<4}{'name':<28}{'busy':<6}{'matmul':<8}{'time':>10}{'TFLOP/s':>9}"
                          f"{'rel.err':>10}")
@@ -257,9 +253,9 @@ def _host_lines(r: HostResult[HostVerification]) -> list[str]:
                 tf = f"{m.tflops:.1f}" if m and m.tflops else "-"
                 err = f"{m.rel_error:.1e}" if m and m.rel_error is not None else "-"
                 busy = f"{len(g.processes)}p" if g.busy else "no"
-                lines.append(f"          {g.index:<4}{_printable(g.name or '?')[:27]:<28}{busy:<6}"
+                lines.append(f"          {g.index:<4}{printable(g.name or '?')[:27]:<28}{busy:<6}"
                              f"{(m.status if m else 'none'):<8}{t:>10}{tf:>9}{err:>10}")
-    lines.append(f"  verdict: {_printable(v.verdict)}")
+    lines.append(f"  verdict: {printable(v.verdict)}")
     return lines
 
 
