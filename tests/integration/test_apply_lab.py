@@ -30,6 +30,8 @@ from remediator.apply import ApplyEvent, ApplyOptions, Serial, apply_plan, read_
 from remediator.cli import main
 from remediator.inventory import load_inventory
 from remediator.lab import fleet
+from tests.integration import wheelcache
+from tests.integration.wheelcache import WheelCache
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -302,49 +304,29 @@ def test_a_stale_plan_is_refused_for_that_host_only(quick: ApplyLab) -> None:
 # --- the framework, installed for real -------------------------------------------------------------------
 
 
-# The lab's wheel cache (docs/playbooks.md): the outer /var is the lower layer of every lab host's /var, so
-# what is downloaded and unpacked here once is there for every host; venvs link to it (symlinks: a host's
-# /opt and /var are different overlay mounts, so hard links cannot cross them).
-WHEEL_CACHE = Path("/var/cache/remediator-lab")
 TORCH = "torch==2.14.1"
 
 
 @pytest.fixture(scope="module")
-def wheel_cache() -> Path:
-    """torch 2.14.1 and its cu13 wheels in a wheelhouse, unpacked once into a uv cache (shared with
-    test_playbooks.py, which keeps the same layout)."""
-    uv = Path(sys.executable).parent / "uv"
-    if not uv.exists():
-        pytest.skip("uv is not installed (pip install -e '.[dev]')")
-    stamp = WHEEL_CACHE / f"filled-pytorch=={TORCH.split('==')[1]}"
-    if not stamp.exists():
-        wheelhouse, warm = WHEEL_CACHE / "wheelhouse", WHEEL_CACHE / "warm"
-        wheelhouse.mkdir(parents=True, exist_ok=True)
-        try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--dest",
-                            str(wheelhouse), TORCH], check=True, timeout=1200)
-            if not (warm / "bin" / "python").exists():
-                subprocess.run(["/usr/bin/python3", "-m", "venv", str(warm)], check=True, timeout=300)
-            subprocess.run([str(uv), "pip", "install", "--no-config", "--python", str(warm / "bin" / "python"),
-                            "--cache-dir", str(WHEEL_CACHE / "uv"), "--find-links", str(wheelhouse), "--no-index",
-                            "--link-mode", "symlink", TORCH], check=True, timeout=1200)
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"the wheels of {TORCH} cannot be had here: {exc}")
-        stamp.write_text("")
-    return WHEEL_CACHE
+def wheel_cache() -> WheelCache:
+    """torch 2.14.1 and its cu13 wheels in the lab's shared cache (tests/integration/wheelcache.py)."""
+    try:
+        return wheelcache.fill(TORCH)
+    except wheelcache.CacheUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def test_torch_is_installed_from_real_wheels_and_rolled_back(labkit: Any, tmp_path_factory: pytest.TempPathFactory,
-                                                             wheel_cache: Path) -> None:
+                                                             wheel_cache: WheelCache) -> None:
     with own_lab(labkit, tmp_path_factory, FIXTURES / "torch-missing.yaml", 1, "apply-torch") as lab:
         [host] = lab.hosts
         before = lab.tree(host)
         plan_path = plan(lab, [host], "torch")
         status, doc = apply_cli(
             lab, plan_path,
-            "--pip-find-links", str(wheel_cache / "wheelhouse"), "--pip-arg=--no-index", "--pip-arg=--offline",
-            "--var", "remediator_pip_installer=uv", "--var", f"remediator_uv_bin={Path(sys.executable).parent}/uv",
-            "--var", f"remediator_uv_cache_dir={wheel_cache / 'uv'}", "--var", "remediator_uv_link_mode=symlink")
+            "--pip-find-links", str(wheel_cache.wheelhouse), "--pip-arg=--no-index", "--pip-arg=--offline",
+            "--var", "remediator_pip_installer=uv", "--var", f"remediator_uv_bin={wheel_cache.uv}",
+            "--var", f"remediator_uv_cache_dir={wheel_cache.uv_cache}", "--var", "remediator_uv_link_mode=symlink")
         h = doc["hosts"][0]
         assert h["status"] == "applied", doc
         venv = "/opt/remediator/venvs/pytorch-2.14.1"

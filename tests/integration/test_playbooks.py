@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from remediator.lab import fleet
+from tests.integration import wheelcache
 
 pytestmark = pytest.mark.integration
 
@@ -340,45 +341,23 @@ def test_ansible_lint_production_profile() -> None:
 
 # --- a real framework install: torch 2.14.1 and its CUDA 13 wheels, linked from a cache the lab hosts share ----
 
-WHEEL_CACHE = Path("/var/cache/remediator-lab")  # outer /var is the lower layer of every lab host's /var
 REAL_TARGET = "pytorch==2.14.1"
 
 
-def _fill_wheel_cache() -> None:
-    """Download the target's wheels once (pip, with this machine's configured indexes) and unpack them into a
-    uv cache once; later runs and every lab host reuse both."""
-    stamp = WHEEL_CACHE / f"filled-{REAL_TARGET}"
-    if stamp.exists():
-        return
-    wheelhouse = WHEEL_CACHE / "wheelhouse"
-    wheelhouse.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "download", "-q", "--only-binary=:all:", "--dest",
-                    str(wheelhouse), "torch==2.14.1"], check=True, timeout=1200)
-    warm = WHEEL_CACHE / "warm"
-    if not (warm / "bin" / "python").exists():
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(warm)], check=True, timeout=300)
-    subprocess.run([_bin("uv"), "pip", "install", "--no-config", "--python", str(warm / "bin" / "python"),
-                    "--cache-dir", str(WHEEL_CACHE / "uv"), "--find-links", str(wheelhouse), "--no-index",
-                    "--link-mode", "symlink", "torch==2.14.1"], check=True, timeout=1200)
-    stamp.write_text("")
-
-
 def test_real_torch_install_from_shared_wheel_cache(plab: PlaybookLab) -> None:
-    if not Path(_bin("uv")).exists():
-        pytest.skip("uv is not installed (pip install -e '.[dev]')")
     try:
-        _fill_wheel_cache()
-    except (subprocess.SubprocessError, OSError) as exc:
-        pytest.skip(f"the wheels of {REAL_TARGET} cannot be had here: {exc}")
+        cache = wheelcache.fill("torch==2.14.1")
+    except wheelcache.CacheUnavailable as exc:
+        pytest.skip(str(exc))
     host = "lib-shadowed-pip-001"
     plab.replan(host, REAL_TARGET)
     actions = plab.actions(host, pip=True)
     pip = next(a for a in actions if a["kind"] == "pip_install")
     assert pip["params"]["requirements"] == ["torch==2.14.1"]
     assert "nvidia-cudnn-cu13==9.24.0.43" in pip["params"]["expected_wheels"]
-    extra = {"remediator_run_id": _run_id(50), "remediator_pip_installer": "uv", "remediator_uv_bin": _bin("uv"),
-             "remediator_uv_cache_dir": str(WHEEL_CACHE / "uv"), "remediator_uv_link_mode": "symlink",
-             "remediator_pip_find_links": str(WHEEL_CACHE / "wheelhouse"),
+    extra = {"remediator_run_id": _run_id(50), "remediator_pip_installer": "uv", "remediator_uv_bin": str(cache.uv),
+             "remediator_uv_cache_dir": str(cache.uv_cache), "remediator_uv_link_mode": "symlink",
+             "remediator_pip_find_links": str(cache.wheelhouse),
              "remediator_pip_extra_args": ["--no-index", "--offline"]}
     t0 = time.monotonic()
     stats = plab.play("remediate.yml", {host: actions}, extra, tag="torch1")
