@@ -260,14 +260,7 @@ class Store:
         store = cls(db, target, clock)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = store._enable_wal()
-            if mode != "wal":
-                raise StateError(f"state db {where}: cannot switch to WAL mode (got {mode!r})",
-                                 hint="put the state db on a local filesystem")
-            # NORMAL is durable across application crashes in WAL mode; an OS crash may lose the last commits.
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            store._migrate(migrations)
+            store._set_up(migrations)
         except sqlite3.DatabaseError as exc:
             db.close()
             raise StateError(f"state db {where}: {exc}",
@@ -276,6 +269,31 @@ class Store:
             db.close()
             raise
         return store
+
+    def _set_up(self, migrations: Sequence[Callable[[sqlite3.Connection], None]]) -> None:
+        # Two commands creating the file at once can meet SQLITE_BUSY that SQLite reports without calling
+        # the busy handler (while the other switches the file to WAL or runs the first migration): the
+        # whole set-up is idempotent, so it is simply tried again until the busy timeout is spent.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                mode = self._enable_wal()
+                if mode != "wal":
+                    raise StateError(f"state db {self.path}: cannot switch to WAL mode (got {mode!r})",
+                                     hint="put the state db on a local filesystem")
+                # NORMAL is durable across application crashes in WAL mode; an OS crash may lose the last
+                # commits.
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self._migrate(migrations)
+                return
+            except (sqlite3.OperationalError, StateError) as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                time.sleep(0.05)
 
     def _enable_wal(self) -> str:
         # SQLite answers with the old mode, rather than waiting, when another connection holds the lock
