@@ -450,6 +450,7 @@ def connection_vars(host: InventoryHost) -> dict[str, Any]:
         out["ansible_ssh_common_args"] = ssh_common_args(host)
     if host.become:
         out["ansible_become"] = True
+    out.update(host.ansible_vars)
     return out
 
 

@@ -48,11 +48,23 @@ class InventoryHost:
     port_defaulted: bool = False
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False, compare=False)
+    # Connection settings apply hands on to ansible-playbook as they are (PASS_THROUGH); never passwords.
+    ansible_vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False,
+                                            compare=False)
 
     @property
     def endpoint(self) -> str:
         """`address:port` as shown in messages ([v6]:port for IPv6 addresses)."""
         return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+# Inventory connection vars apply copies into its runs. Passwords are left out on purpose: the run's
+# inventory is part of its audit trail (docs/apply.md); use keys and passwordless sudo, or ansible-vault
+# with ansible-playbook directly.
+PASS_THROUGH = (
+    "ansible_python_interpreter", "ansible_become_user", "ansible_become_method", "ansible_become_flags",
+    "ansible_become_exe", "ansible_timeout", "ansible_pipelining", "ansible_ssh_pipelining",
+)
 
 
 @dataclass(frozen=True)
@@ -342,4 +354,5 @@ def _host(path: str, host: Any, variables: Any, loader: Any) -> InventoryHost:
         port_defaulted=port_value is None,
         groups=groups,
         vars=MappingProxyType(remediate),
+        ansible_vars=MappingProxyType({n: v for n in PASS_THROUGH if (v := get(n)) is not None}),
     )

@@ -172,6 +172,10 @@ def test_connection_vars_copy_paths_and_make_ssh_as_strict_as_the_probe() -> Non
     assert connection_vars(InventoryHost(name="l", address="l", connection="local", become=True)) == {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         "ansible_become": True}
+    with_settings = InventoryHost(name="y", address="y", ansible_vars={"ansible_python_interpreter": "/usr/bin/python3",
+                                                                        "ansible_become_method": "su"})
+    assert connection_vars(with_settings)["ansible_python_interpreter"] == "/usr/bin/python3"
+    assert connection_vars(with_settings)["ansible_become_method"] == "su"
 
 
 def test_extravars_follow_the_contract(tmp_path: Path) -> None:

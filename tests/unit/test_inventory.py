@@ -281,3 +281,17 @@ def test_ansible_import_time_warnings_stay_quiet(tmp_path: Path) -> None:
     script = f"from remediator.inventory import load_inventory\nprint(len(load_inventory({path!r})))\n"
     proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "1\n", "")
+
+
+def test_connection_settings_pass_through_but_never_passwords(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        "all:\n  hosts:\n    h:\n      ansible_host: 10.0.0.9\n"
+        "      ansible_python_interpreter: /usr/bin/python3.12\n      ansible_become_method: su\n"
+        "      ansible_become_user: gpuadmin\n      ansible_become_password: hunter2\n"
+        "      ansible_password: hunter3\n"
+    )
+    host = load_inventory(str(path)).host("h")
+    assert dict(host.ansible_vars) == {"ansible_python_interpreter": "/usr/bin/python3.12",
+                                       "ansible_become_user": "gpuadmin", "ansible_become_method": "su"}
+    assert "hunter" not in repr(host)
