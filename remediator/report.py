@@ -54,7 +54,7 @@ class Cell:
 @dataclass
 class HostRow:
     host: str
-    status: str  # ok / drift / unreachable / failed / unchecked
+    status: str  # ok / changed / not compliant / unreachable / failed / unchecked
     target: str | None
     checked_at: float | None
     swatch: str
@@ -91,7 +91,11 @@ def collect(store: Store, hosts: Sequence[str] | None = None) -> list[HostRow]:
             plan = store.last_plan(host)
             if plan is not None:
                 findings = list(plan[1].get("findings", []))
-        row = HostRow(host=host, status=check.status if check else "unchecked", target=report.get("target"),
+        status = check.status if check else "unchecked"
+        if status == "drift":
+            # A drift check fails a host for either reason; the page says which, as its legend promises.
+            status = "changed" if report.get("changes") else "not compliant"
+        row = HostRow(host=host, status=status, target=report.get("target"),
                       checked_at=check.at if check else None, swatch=swatch_colour(index),
                       error=report.get("error"))
         facts = probe.facts if probe is not None else None
@@ -210,7 +214,8 @@ _LEGEND = (("error", "error finding"), ("drift", "changed since known-good"), ("
 def _row(r: HostRow) -> str:
     target = f"<br><small>{_e(r.target)}</small>" if r.target else ""
     when = f"<br><small>{_e(iso(r.checked_at))}</small>" if r.checked_at else ""
-    status_class = {"ok": "ok", "drift": "drift", "unreachable": "error", "failed": "error"}.get(r.status, "unknown")
+    status_class = {"ok": "ok", "changed": "drift", "not compliant": "error", "unreachable": "error",
+                    "failed": "error"}.get(r.status, "unknown")
     error = f"<br><small>{_e(r.error)}</small>" if r.error else ""
     parts = [
         f'<tr data-host="{_e(r.host)}" data-status="{_e(r.status)}">',

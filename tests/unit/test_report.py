@@ -53,7 +53,8 @@ def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
 def test_rows_from_the_store(store_path: Path) -> None:
     with Store.open(store_path) as s:
         rows = {r.host: r for r in collect(s)}
-    assert [rows[h].status for h in HOSTS] == ["ok", "drift", "unreachable", "drift", "drift"]
+    # a drift check fails a host for a change since known-good or for findings against its target: the row says which
+    assert [rows[h].status for h in HOSTS] == ["ok", "changed", "unreachable", "changed", "not compliant"]
     assert rows["gpu01"].cells["gpu"].status == "ok" and rows["gpu01"].cells["cudnn"].status == "ok"
     assert rows["gpu02"].cells["cudnn"].status == "drift" and rows["gpu02"].cells["gpu"].status == "error"
     assert rows["gpu03"].cells["driver"].status == "unknown"
