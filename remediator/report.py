@@ -91,11 +91,11 @@ def collect(store: Store, hosts: Sequence[str] | None = None) -> list[HostRow]:
             plan = store.last_plan(host)
             if plan is not None:
                 findings = list(plan[1].get("findings", []))
-        status = check.status if check else "unchecked"
-        if status == "drift":
+        host_status = check.status if check else "unchecked"
+        if host_status == "drift":
             # A drift check fails a host for either reason; the page says which, as its legend promises.
-            status = "changed" if report.get("changes") else "not compliant"
-        row = HostRow(host=host, status=status, target=report.get("target"),
+            host_status = "changed" if report.get("changes") else "not compliant"
+        row = HostRow(host=host, status=host_status, target=report.get("target"),
                       checked_at=check.at if check else None, swatch=swatch_colour(index),
                       error=report.get("error"))
         facts = probe.facts if probe is not None else None
