@@ -40,11 +40,14 @@ def state_db_option(f: click.decorators.FC) -> click.decorators.FC:
               help="also write metrics for node_exporter's textfile collector (a *.prom file, written atomically).")
 @click.option("--baseline", is_flag=True,
               help="record the current facts as known-good for hosts that have no known-good state yet.")
+@click.option("--accept", is_flag=True,
+              help="record the current facts as the new known-good of every host checked, replacing the old one "
+              "(after a change made on purpose; choose the hosts with --limit).")
 @state_db_option
 @click.option("--forks", default=20, show_default=True, type=click.IntRange(min=1), help="hosts probed at once.")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
 def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textfile: str | None, baseline: bool,
-          state_db: str | None, forks: int, accept_new_host_keys: bool) -> int:
+          accept: bool, state_db: str | None, forks: int, accept_new_host_keys: bool) -> int:
     """Check the fleet for drift: from its target (diagnosis) and from its last known-good state.
 
     The known-good state of a host is the facts of its last verified apply, or what
@@ -55,6 +58,7 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
     Examples:
       remediate drift -i hosts.yml --baseline          # first run: remember today's state
       remediate drift -i hosts.yml                     # later: what changed since?
+      remediate drift -i hosts.yml --limit gpu07 --accept   # gpu07 changed on purpose: new known-good
       remediate drift -i hosts.yml --prometheus-textfile /var/lib/prometheus/node-exporter/remediator.prom
 
     Exit 0 when no host drifted, 2 when any did (changed since known-good, or error findings
@@ -74,8 +78,8 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
     if not inv.hosts:
         raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
     with Store.open(state_db) as store:
-        run = run_drift(inv.hosts, store, matrix, fixed_target=fixed, baseline=baseline, forks=forks,
-                        accept_new_host_keys=accept_new_host_keys)
+        run = run_drift(inv.hosts, store, matrix, fixed_target=fixed, baseline=baseline, accept=accept,
+                        forks=forks, accept_new_host_keys=accept_new_host_keys)
         status = exit_status(run)
         if textfile is not None:
             from remediator.metrics import drift_metrics, write_textfile
@@ -103,7 +107,7 @@ def exit_status(run: DriftRun) -> ExitStatus:
 
 
 def run_drift(hosts: Sequence[InventoryHost], store: Store, matrix: Matrix, *, fixed_target: Target | None = None,
-              baseline: bool = False, forks: int = 20, accept_new_host_keys: bool = False,
+              baseline: bool = False, accept: bool = False, forks: int = 20, accept_new_host_keys: bool = False,
               probe: ProbeFn | None = None) -> DriftRun:
     """Probe `hosts`, check each, and record the probes and checks in `store` (one transaction)."""
     from remediator.probe import probe_fleet
@@ -124,13 +128,13 @@ def run_drift(hosts: Sequence[InventoryHost], store: Store, matrix: Matrix, *, f
             else:
                 store.record_probe(run_id, r.host, r.value, r.duration_s, at=started)
                 checks.append(_check_one(store, r.value, by_name[r.host], matrix, fixed_target, baseline,
-                                         r.duration_s, started))
+                                         r.duration_s, started, accept=accept))
             store.record_drift(run_id, checks[-1], at=started)
     return DriftRun(run_id, started, tuple(checks), time.monotonic() - t0)
 
 
 def _check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matrix, fixed: Target | None,
-               baseline: bool, duration: float, now: float) -> HostDrift:
+               baseline: bool, duration: float, now: float, *, accept: bool = False) -> HostDrift:
     from remediator.matrix import parse_target
 
     target_text = str(fixed) if fixed is not None else host.target
@@ -138,7 +142,11 @@ def _check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matr
         chosen = fixed if fixed is not None else parse_target(host.target) if host.target else None
         known = store.known_good(facts.host)
         recorded = False
-        if known is None and baseline:
+        if accept:
+            # The operator says today's state is right: it becomes the known-good, nothing has drifted from it.
+            store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --accept", at=now)
+            known, recorded = None, True
+        elif known is None and baseline:
             store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --baseline", at=now)
             recorded = True
         base = Baseline(known.facts, known.source, known.at) if known is not None else None

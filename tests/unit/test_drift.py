@@ -242,6 +242,20 @@ def test_drift_baseline_then_change(fleet: FakeFleet, tmp_path: Path, capsys: py
         assert kinds_.count("known-good") == 1 and kinds_.count("drift") == 5
 
 
+def test_accept_makes_a_deliberate_change_the_new_known_good(fleet: FakeFleet, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert drift_cmd(capsys, tmp_path, "--baseline")[0] == 0
+    fleet.answers["gpu02"] = host(cudnn=(cudnn_copy_in_toolkit("8.1.0", "/usr/local/cuda-11.0"),))
+    assert drift_cmd(capsys, tmp_path)[0] == 2
+    (tmp_path / "one.ini").write_text("gpu02 remediate_target=tensorflow==2.4.1\n")
+    status = main(["drift", "-i", str(tmp_path / "one.ini"), "--accept"])
+    assert status == 0 and "current facts recorded as known-good" in capsys.readouterr().out
+    status, out, _ = drift_cmd(capsys, tmp_path)
+    assert status == 0 and "cuDNN replaced" not in out  # gpu01 untouched, gpu02 accepted
+    with Store.open(tmp_path / "state.db") as store:
+        assert [e.kind for e in store.history("gpu02")].count("known-good") == 2
+
+
 def test_drift_unreachable_host_exits_1(fleet: FakeFleet, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     fleet.answers["gpu02"] = "cannot connect to gpu02:22: Connection refused"
