@@ -574,6 +574,20 @@ class _Rollout:
             finished_at=_now() if state != "running" else None,
         )
 
+    def run_to_end(self, work: Callable[[], str | None]) -> ApplyResult:
+        """Run `work` (it returns why the rollout stopped, if it did); whatever happens, release the host
+        locks and save the result with the state the run ended in."""
+        try:
+            stopped = work()
+        except BaseException:
+            self.save("interrupted", "interrupted: remediate stopped")
+            raise
+        finally:
+            if self.host_locks is not None:
+                self.host_locks.release()
+        state: RunState = "interrupted" if stopped and stopped.startswith("interrupted") else "finished"
+        return self.save(state, stopped)
+
     def save(self, state: RunState = "running", stopped: str | None = None) -> ApplyResult:
         self.result = self.snapshot(state, stopped)
         write_json_atomic(self.pdd / "result.json", self.result.to_dict())
@@ -762,21 +776,14 @@ def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping
                   on_event=on_event, stop=stop, run=run)
     ro.save()
     store = _StoreHook(options, run_id, "apply --check" if options.check else "apply", ro.emit)
-    stopped: str | None = None
-    state: RunState = "finished"
-    try:
+
+    def work() -> str | None:
         stopped = _apply_candidates(ro, plan, candidates, by_name, options, before, probe)
-        if stopped and stopped.startswith("interrupted"):
-            state = "interrupted"
         if options.verify and not options.check:
             _verify_applied(ro, plan, by_name, options, verify or verify_hosts)
-    except BaseException:
-        ro.save("interrupted", "interrupted: remediate stopped")
-        raise
-    finally:
-        if ro.host_locks is not None:
-            ro.host_locks.release()
-    final = ro.save(state, stopped)
+        return stopped
+
+    final = ro.run_to_end(work)
     store.record(final)
     return final
 
@@ -987,28 +994,20 @@ def rollback_run(
                       on_event=on_event, stop=stop, run=run)
         ro.save()
         store = _StoreHook(options, run_id, f"rollback {undo_run_id}", ro.emit)
-        stopped: str | None = None
-        state: RunState = "finished"
-        try:
-            if names:
-                ro.host_locks = locks.acquire(options.state_dir, names, run_id, started_at=result.started_at,
-                                              wait_s=options.lock_wait_s)
-                for refused in ro.host_locks.refused:
-                    ro.set(dataclasses.replace(ro.hosts[refused.host], status="skipped", error=refused.reason))
-                held = [n for n in names if n in ro.host_locks.held]
-                host_vars = {n: connection_vars(by_name[n]) for n in held}
-                extra = {**extravars(undo_run_id, opts), "remediator_rollback_id": run_id}
-                if held:
-                    stopped = ro.roll_out(held, host_vars, extra, "rolled_back", canary=False)
-                    if stopped and stopped.startswith("interrupted"):
-                        state = "interrupted"
-        except BaseException:
-            ro.save("interrupted", "interrupted: remediate stopped")
-            raise
-        finally:
-            if ro.host_locks is not None:
-                ro.host_locks.release()
-        final = ro.save(state, stopped)
+
+        def work() -> str | None:
+            if not names:
+                return None
+            ro.host_locks = locks.acquire(options.state_dir, names, run_id, started_at=result.started_at,
+                                          wait_s=options.lock_wait_s)
+            for refused in ro.host_locks.refused:
+                ro.set(dataclasses.replace(ro.hosts[refused.host], status="skipped", error=refused.reason))
+            held = [n for n in names if n in ro.host_locks.held]
+            host_vars = {n: connection_vars(by_name[n]) for n in held}
+            extra = {**extravars(undo_run_id, opts), "remediator_rollback_id": run_id}
+            return ro.roll_out(held, host_vars, extra, "rolled_back", canary=False) if held else None
+
+        final = ro.run_to_end(work)
     store.record(final)
     return final
 
