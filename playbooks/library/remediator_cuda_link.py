@@ -83,7 +83,7 @@ from ansible.module_utils.remediator_common import (
     fsync_dir,
     load_manifest,
     now,
-    run_dir,
+    module_run_dir,
     write_manifest,
 )
 
@@ -98,10 +98,7 @@ def _current(link, via_alternatives, name):
 def _record(module, p, before, after):
     if not p["run_id"]:
         return
-    try:
-        directory = run_dir(p["root"], p["run_id"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    directory = module_run_dir(module)
     doc = load_manifest(directory) or empty_manifest(p["run_id"], p["host"])
     for rec in doc["changes"]:
         if rec.get("kind") == "cuda_link" and rec.get("path") == p["link"]:

@@ -55,7 +55,7 @@ record:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.remediator_common import empty_manifest, load_manifest, now, run_dir, write_manifest
+from ansible.module_utils.remediator_common import empty_manifest, load_manifest, module_run_dir, now, write_manifest
 
 _PACKAGE_STATES = {"remove": ("pending", "removed", "reinstalled"), "install": ("pending", "installed", "uninstalled")}
 _CHANGE_KINDS = ("cuda_link", "venv", "loader_pin")
@@ -75,10 +75,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        directory = run_dir(p["root"], p["run_id"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    directory = module_run_dir(module)
     doc = load_manifest(directory) or empty_manifest(p["run_id"], p["host"])
 
     if p["package"] is not None:

@@ -94,7 +94,7 @@ from ansible.module_utils.remediator_common import (
     move,
     now,
     remove_tree,
-    run_dir,
+    module_run_dir,
     total_size,
     write_manifest,
 )
@@ -142,10 +142,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        directory = run_dir(p["root"], p["run_id"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    directory = module_run_dir(module)
     managed = tuple(p["managed_roots"])
 
     # 1. Every path, on this host, where it really is: refuse the whole call on any one.

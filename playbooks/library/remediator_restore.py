@@ -88,7 +88,7 @@ from ansible.module_utils.remediator_common import (
     makedirs,
     move,
     now,
-    run_dir,
+    module_run_dir,
     same_content,
     write_manifest,
 )
@@ -106,10 +106,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        directory = run_dir(p["root"], p["run_id"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    directory = module_run_dir(module)
     doc = load_manifest(directory)
     if doc is None:
         module.fail_json(msg="no quarantine manifest for run %s under %s" % (p["run_id"], p["root"]))

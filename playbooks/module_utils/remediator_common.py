@@ -102,6 +102,14 @@ def run_dir(root, run_id):
     return os.path.join(root, run_id)
 
 
+def module_run_dir(module):
+    """The run's quarantine directory from the module's `root` and `run_id`, or the module fails with why."""
+    try:
+        return run_dir(module.params["root"], module.params["run_id"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
