@@ -82,8 +82,8 @@ from ansible.module_utils.remediator_common import (
     empty_manifest,
     fsync_dir,
     load_manifest,
-    now,
     module_run_dir,
+    now,
     write_manifest,
 )
 

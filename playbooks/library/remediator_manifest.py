@@ -55,7 +55,13 @@ record:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.remediator_common import empty_manifest, load_manifest, module_run_dir, now, write_manifest
+from ansible.module_utils.remediator_common import (
+    empty_manifest,
+    load_manifest,
+    module_run_dir,
+    now,
+    write_manifest,
+)
 
 _PACKAGE_STATES = {"remove": ("pending", "removed", "reinstalled"), "install": ("pending", "installed", "uninstalled")}
 _CHANGE_KINDS = ("cuda_link", "venv", "loader_pin")

@@ -91,10 +91,10 @@ from ansible.module_utils.remediator_common import (
     free_bytes,
     load_manifest,
     makedirs,
+    module_run_dir,
     move,
     now,
     remove_tree,
-    module_run_dir,
     total_size,
     write_manifest,
 )

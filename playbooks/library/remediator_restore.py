@@ -86,9 +86,9 @@ from ansible.module_utils.remediator_common import (
     fsync_dir,
     load_manifest,
     makedirs,
+    module_run_dir,
     move,
     now,
-    module_run_dir,
     same_content,
     write_manifest,
 )
