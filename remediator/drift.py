@@ -169,13 +169,21 @@ def _gpus(b: HostFacts, c: HostFacts) -> list[Change]:
     return out
 
 
+def _presence(layer: Layer, noun: str, before: dict[str, Any], after: dict[str, Any],
+              how: bool = True) -> tuple[list[Change], list[str]]:
+    """Appeared and disappeared installs of something with a version, keyed by path; and the paths in both."""
+    gone, new, both = _matched(before, after)
+    out = [Change("disappeared", layer, k, "", before[k].version, None, f"{noun} {before[k].version} at {k} is gone")
+           for k in gone]
+    out += [Change("appeared", layer, k, "", None, after[k].version,
+                   f"new {noun} {after[k].version} at {k}{_how(after[k].install_method) if how else ''}")
+            for k in new]
+    return out, both
+
+
 def _toolkits(b: HostFacts, c: HostFacts) -> list[Change]:
     before, after = _keyed(b.toolkits, lambda t: t.path), _keyed(c.toolkits, lambda t: t.path)
-    gone, new, both = _matched(before, after)
-    out = [Change("disappeared", "cuda", k, "", before[k].version, None,
-                  f"CUDA toolkit {before[k].version} at {k} is gone") for k in gone]
-    out += [Change("appeared", "cuda", k, "", None, after[k].version,
-                   f"new CUDA toolkit {after[k].version} at {k}{_how(after[k].install_method)}") for k in new]
+    out, both = _presence("cuda", "CUDA toolkit", before, after)
     for k in both:
         x, y = before[k], after[k]
         if x.version != y.version:
@@ -193,11 +201,8 @@ def _toolkits(b: HostFacts, c: HostFacts) -> list[Change]:
         out.append(Change(kind, "cuda", CUDA_LINK, "target", bpath, cpath,
                           f"{CUDA_LINK} now points at {cpath or 'nothing'} (was {bpath or 'nothing'})"))
     bc, cc = _keyed(b.compat_libcuda, lambda x: x.path), _keyed(c.compat_libcuda, lambda x: x.path)
-    gone, new, both = _matched(bc, cc)
-    out += [Change("disappeared", "cuda", k, "", bc[k].version, None, f"compat libcuda {bc[k].version} at {k} is gone")
-            for k in gone]
-    out += [Change("appeared", "cuda", k, "", None, cc[k].version, f"new compat libcuda {cc[k].version} at {k}")
-            for k in new]
+    compat, both = _presence("cuda", "compat libcuda", bc, cc, how=False)
+    out += compat
     for k in both:
         out += _fields("cuda", k, f"compat libcuda {k}", [("version", bc[k].version, cc[k].version)])
     return out
@@ -205,11 +210,7 @@ def _toolkits(b: HostFacts, c: HostFacts) -> list[Change]:
 
 def _cudnn(b: HostFacts, c: HostFacts) -> list[Change]:
     before, after = _keyed(b.cudnn, lambda x: x.path), _keyed(c.cudnn, lambda x: x.path)
-    gone, new, both = _matched(before, after)
-    out = [Change("disappeared", "cudnn", k, "", before[k].version, None, f"cuDNN {before[k].version} at {k} is gone")
-           for k in gone]
-    out += [Change("appeared", "cudnn", k, "", None, after[k].version,
-                   f"new cuDNN {after[k].version} at {k}{_how(after[k].install_method)}") for k in new]
+    out, both = _presence("cudnn", "cuDNN", before, after)
     for k in both:
         x, y = before[k], after[k]
         if x.version != y.version:
