@@ -570,7 +570,11 @@ def _shadowed_toolkit_cudnn(facts: HostFacts) -> list[Finding]:
     """A tarball cuDNN copied into a toolkit dir while a packaged cuDNN is installed too."""
     packaged = [c for c in facts.cudnn if c.install_method in ("deb", "rpm")]
     copies = [c for c in facts.cudnn if c.in_toolkit]
-    out = []
+    out: list[Finding] = []
+    if not (packaged and copies):
+        return out
+    rank = {d: i for i, (d, _) in enumerate(_search_order(facts))}
+    unreached = len(rank)
     for copy in copies:
         for pkg in packaged:
             if _norm(pkg.path) == _norm(copy.path):
@@ -578,9 +582,8 @@ def _shadowed_toolkit_cudnn(facts: HostFacts) -> list[Finding]:
             same = try_version(pkg.version) == try_version(copy.version)
             if same:
                 continue
-            order = [d for d, _ in _search_order(facts)]
             cp, pp = _resolve_cuda_link(copy.path, facts), _resolve_cuda_link(pkg.path, facts)
-            first = copy if (cp in order and (pp not in order or order.index(cp) < order.index(pp))) else pkg
+            first = copy if rank.get(cp, unreached) < rank.get(pp, unreached) else pkg
             out.append(_finding(
                 "CUDNN_SHADOWED",
                 f"cuDNN {copy.version} was copied into the toolkit at {copy.in_toolkit} ({copy.path}) beside the "
