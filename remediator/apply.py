@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from remediator import locks
+from remediator.action_rules import check_actions, check_target
 from remediator.errors import ExitStatus, InputError, RemediatorError, UsageError
 from remediator.facts import HostFacts
 from remediator.fleet import FleetResult
 from remediator.inventory import InventoryHost
-from remediator.plan import PLAN_SCHEMA_VERSION, Action, HostPlan, fingerprint
+from remediator.plan import DEFAULT_VENV_ROOT, PLAN_SCHEMA_VERSION, Action, HostPlan, fingerprint
 from remediator.runner import HostOutcome, RunnerEvent, RunOutcome, run_playbook
-from remediator.safety import check_path
+from remediator.safety import check_venv_root
 
 RESULT_SCHEMA_VERSION = 1
 # "running" appears only in the result.json of a run that is still going or was killed.
@@ -41,6 +42,8 @@ RunKind = Literal["apply", "rollback"]
 RunState = Literal["running", "finished", "interrupted"]
 
 DEFAULT_QUARANTINE_ROOT = "/var/lib/remediator/quarantine"
+DEFAULT_TASK_TIMEOUT_S = 3600  # a TensorFlow [and-cuda] install from PyPI takes minutes, not an hour
+DEFAULT_BATCH_TIMEOUT_S = 4 * 3600
 RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 _GOOD: frozenset[str] = frozenset({"applied", "check", "rolled_back"})
 _STATUSES: frozenset[str] = frozenset(
@@ -119,8 +122,20 @@ class ApplyOptions:
     state_db: str | None = None  # the state store (remediator.state); None: its default path
     record_state: bool = True
     verify: bool = True
+    # Where remediate keeps its venvs on the hosts: from apply's own options, never from the plan file.
+    venv_root: str = DEFAULT_VENV_ROOT
+    # A task that runs longer fails on its host alone (ansible's task timeout); a whole ansible-playbook
+    # run (one batch) that runs longer is stopped, its hosts failed, and the rollout goes on by its rules.
+    task_timeout_s: int = DEFAULT_TASK_TIMEOUT_S
+    batch_timeout_s: int = DEFAULT_BATCH_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        why = check_venv_root(self.venv_root)
+        if why is not None:
+            raise UsageError(f"--venv-root {self.venv_root!r}: {why}",
+                             hint="remediate keeps its venvs there; use a dir of its own, e.g. " + DEFAULT_VENV_ROOT)
+        if self.task_timeout_s < 1 or self.batch_timeout_s < 1:
+            raise UsageError("--task-timeout and --batch-timeout must be at least 1 second")
         if not 0 <= self.max_fail_percent <= 100:
             raise UsageError(f"--max-fail-percent must be 0 to 100, not {self.max_fail_percent}")
         if self.forks < 1:
@@ -145,13 +160,16 @@ class ApplyOptions:
     def summary(self) -> dict[str, Any]:
         return {"check": self.check, "serial": self.serial.raw, "max_fail_percent": self.max_fail_percent,
                 "canary": self.canary, "forks": self.forks, "allow_approval": self.allow_approval,
-                "quarantine_root": self.quarantine_root, "playbook_vars": dict(self.playbook_vars)}
+                "quarantine_root": self.quarantine_root, "playbook_vars": dict(self.playbook_vars),
+                "venv_root": self.venv_root, "task_timeout_s": self.task_timeout_s,
+                "batch_timeout_s": self.batch_timeout_s}
 
 
 _OWN_EXTRAVARS = frozenset({
     "remediator_run_id", "remediator_rollback_id", "remediator_quarantine_root", "remediator_allow_approval",
     "remediator_pip_index_url", "remediator_pip_find_links", "remediator_pip_extra_args", "remediator_apt_mirror",
     "remediator_control_pid", "remediator_actions", "remediator_target", "remediator_fingerprint",
+    "remediator_venv_root", "remediator_managed_roots",
 })
 
 
@@ -217,7 +235,11 @@ def read_plan(path: str) -> PlanFile:
                                f"{PLAN_SCHEMA_VERSION}", hint="make the plan again with this version of remediate")
     policy = doc.get("policy")
     root = policy.get("venv_root") if isinstance(policy, dict) else None
-    venv_root = root if isinstance(root, str) else "/opt/remediator/venvs"
+    venv_root = root if isinstance(root, str) else DEFAULT_VENV_ROOT
+    why = check_venv_root(venv_root)
+    if why is not None:
+        raise InputError(path, f"venv root {venv_root!r}: {why}", field="policy.venv_root",
+                         hint="a plan file is only JSON: make the plan again with `remediate plan --out`")
     hosts_doc = doc["hosts"]
     if not isinstance(hosts_doc, list):
         raise InputError(path, "hosts: not a list")
@@ -249,6 +271,9 @@ def _host_plan(path: str, i: int, h: Any) -> HostPlan:
         actions.append(Action(a["kind"], dict(a["params"]), a.get("finding"), str(a.get("reason") or ""),
                               bool(a.get("requires_approval"))))
     target = h.get("target")
+    bad_target = check_target(target)
+    if bad_target is not None:
+        raise InputError(path, bad_target, field=where)
     fp = h.get("fingerprint")
     if fp is not None and not (isinstance(fp, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", fp)):
         raise InputError(path, f"fingerprint {fp!r} is not sha256:<64 hex>", field=where)
@@ -473,6 +498,9 @@ def extravars(run_id: str, options: ApplyOptions) -> dict[str, Any]:
         "remediator_pip_extra_args": list(options.pip_extra_args),
         # The host lock role asks this machine whether the holder of a host's lock still runs.
         "remediator_control_pid": os.getpid(),
+        "remediator_venv_root": options.venv_root,
+        # The only dir whose children the quarantine may treat as venvs remediate made: apply's own option.
+        "remediator_managed_roots": [options.venv_root],
     }
     if options.apt_mirror:
         out["remediator_apt_mirror"] = options.apt_mirror
@@ -657,7 +685,8 @@ class _Rollout:
         try:
             return self.run(self.playbook, {h: host_vars[h] for h in batch}, extra, private_data_dir=self.pdd,
                             check=self.options.check, on_event=on_runner, ident=ident, forks=self.options.forks,
-                            cancel=self.stop.now.is_set)
+                            cancel=self.stop.now.is_set, timeout=self.options.batch_timeout_s,
+                            envvars={"ANSIBLE_TASK_TIMEOUT": str(self.options.task_timeout_s)})
         finally:
             if self.host_locks is not None and recorded:
                 self.host_locks.record_runner(batch, None)
@@ -707,6 +736,11 @@ def apply_plan(
     if not playbook.is_file():
         raise ApplyError(f"playbook {playbook} not found",
                          hint="pass --playbooks DIR (or set REMEDIATE_PLAYBOOKS) to the directory with remediate.yml")
+    if plan.venv_root != options.venv_root:
+        raise InputError(plan.path, f"the plan was made for the venv root {plan.venv_root}, this apply uses "
+                                    f"{options.venv_root}", field="policy.venv_root",
+                         hint=f"pass --venv-root {plan.venv_root} if that is where remediate keeps its venvs, "
+                              "or make the plan again")
     by_name = {h.name: h for h in inventory}
     known = set(in_inventory) if in_inventory is not None else set(by_name)
     selected = [h for h in plan.hosts if h.host in by_name or h.host not in known]
@@ -804,15 +838,15 @@ def _apply_candidates(ro: _Rollout, plan: PlanFile, candidates: Sequence[HostPla
         ro.set(dataclasses.replace(ro.hosts[refused.host], status="skipped", error=refused.reason,
                                    hint="wait for the other apply to finish, or pass --lock-wait SECONDS"))
     locked = [hp for hp in candidates if hp.host in ro.host_locks.held]
-    # Checked again here, on the control node: a plan file is only JSON and can be edited by hand.
+    # Every action checked again here, field by field, before anything runs: a plan file is only JSON and
+    # can be edited by hand, and its values came from the hosts.
     ready: list[HostPlan] = []
     for hp in locked:
-        bad = [a.params.get("path") for a in hp.actions if a.kind == "quarantine_path"
-               and not check_path(a.params.get("path"), managed_roots=(plan.venv_root,)).allowed]
+        bad = check_actions(hp.actions, options.venv_root)
         if bad:
-            ro.set(dataclasses.replace(ro.hosts[hp.host], status="failed",
-                                       error=f"the plan quarantines {bad[0]!r}, which is outside the allowlist",
-                                       hint="make the plan again; remediate only moves paths on its allowlist"))
+            ro.set(dataclasses.replace(ro.hosts[hp.host], status="failed", error=f"refused: the plan's {bad[0]}",
+                                       hint="make the plan again; remediate only carries out actions whose every "
+                                            "field fits its rule (docs/security.md)"))
         else:
             ready.append(hp)
     if not ready:
@@ -897,7 +931,7 @@ def _verify_applied(ro: _Rollout, plan: PlanFile, by_name: Mapping[str, Inventor
         return
     ro.emit(ApplyEvent("phase", message=f"verifying {len(todo)} host(s)"))
     try:
-        results = verify(todo, plan.venv_root, options)
+        results = verify(todo, options.venv_root, options)
     except Exception as exc:  # the hosts are applied whatever verify says
         ro.emit(ApplyEvent("warning", message=f"verify did not run: {exc}"))
         return
@@ -988,7 +1022,11 @@ def rollback_run(
                          inventory=inventory_path, undoes=undo_run_id, started_at=_now(), options=options.summary(),
                          notes=tuple(notes), pid=os.getpid())
     # Undoing goes to every host at once and never stops early: each host restores from its own manifest.
-    opts = dataclasses.replace(options, check=False, serial=Serial.parse("100%"), max_fail_percent=100)
+    # The venvs to move aside are those under the venv root the run used (its own record says which).
+    recorded = ((record or {}).get("options") or {}).get("venv_root")
+    root = recorded if isinstance(recorded, str) and check_venv_root(recorded) is None else options.venv_root
+    opts = dataclasses.replace(options, check=False, serial=Serial.parse("100%"), max_fail_percent=100,
+                               venv_root=root)
     with locks.run_lock(pdd / ".lock"):
         ro = _Rollout(kind="rollback", run_id=run_id, options=opts, playbook=playbook, result=result,
                       on_event=on_event, stop=stop, run=run)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from remediator import __version__
+from remediator.action_rules import check_actions
 from remediator.diagnosis import Finding, canonical_lib_dir, diagnose
 from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
 from remediator.matrix import Matrix, Requirements, Target
@@ -174,9 +175,22 @@ class _Builder:
     # --- output ---------------------------------------------------------------------------------
 
     def result(self, findings: list[Finding]) -> HostPlan:
-        all_findings = tuple(findings) + tuple(self.refused)
         if self.refused:
             self.blockers.append("a path the fix needs is outside the quarantine allowlist")
+        # Every field checked against its rule now, and again by apply: values from a host (package names,
+        # versions, paths, its Python) that do not fit block the host with the field named.
+        violations = check_actions(self.actions, self.policy.venv_root)
+        for v in violations:
+            self.refused.append(Finding(
+                "VALUE_REFUSED", "error", f"refusing to plan with {v}",
+                (("action", v.kind), ("field", v.field), ("value", v.value), ("why", v.why)),
+                "inspect the host by hand: a value it reported does not fit the field's rule (docs/security.md)",
+            ))
+        if violations:
+            self.blockers.append(f"a value from the host does not fit its rule ({violations[0].field} of "
+                                 f"{violations[0].kind}: {violations[0].why})")
+            self.actions = [a for i, a in enumerate(self.actions) if i not in {v.index for v in violations}]
+        all_findings = tuple(findings) + tuple(self.refused)
         status: HostStatus = "blocked" if self.blockers else "changes" if self.actions else "compliant"
         return HostPlan(
             host=self.facts.host, status=status, target=_target_dict(self.req), findings=all_findings,

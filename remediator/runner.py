@@ -198,11 +198,17 @@ def _write_private_data_dir(pdd: Path, hosts: Mapping[str, Mapping[str, Any]], e
     for sub in ("inventory", "env"):
         (pdd / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     pdd.chmod(0o700)
-    inventory = {"all": {"hosts": {name: dict(hostvars) for name, hostvars in hosts.items()}}}
+    inventory = {"all": {"hosts": {name: {k: _unsafe(v) if k.startswith("remediator_") else _plain(v)
+                                          for k, v in hostvars.items()}
+                                   for name, hostvars in hosts.items()}}}
     _write(pdd / "inventory" / "hosts.yml",
            "# Written by remediate for one ansible-runner run; connection vars only, never secrets.\n"
-           + yaml.safe_dump(_plain(inventory), sort_keys=False, default_flow_style=False))
-    _write(pdd / "env" / "extravars", json.dumps(_plain(dict(extravars)), indent=2, sort_keys=True) + "\n")
+           "# remediator_* values came from hosts or a plan file: !unsafe, so Ansible never templates them.\n"
+           + yaml.dump(inventory, Dumper=_Dumper, sort_keys=False, default_flow_style=False))
+    # ansible-runner hands this file to ansible-playbook as `-e @env/extravars`, read with Ansible's own
+    # YAML loader: the same !unsafe marking holds there.
+    _write(pdd / "env" / "extravars", yaml.dump(_unsafe(dict(extravars)), Dumper=_Dumper, sort_keys=True,
+                                                default_flow_style=False))
     _write(pdd / "env" / "envvars", json.dumps(dict(envvars), indent=2, sort_keys=True) + "\n")
     # The runner looks at its cancel callback between reads of ansible's output, at least this often.
     _write(pdd / "env" / "settings", json.dumps({"pexpect_timeout": 1}) + "\n")
@@ -214,6 +220,28 @@ def _write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
+
+
+class UnsafeText(str):
+    """A string Ansible must never template: written as `!unsafe` (Ansible's unsafe text)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(UnsafeText, lambda dumper, data: dumper.represent_scalar("!unsafe", str(data)))
+
+
+def _unsafe(value: Any) -> Any:
+    """`value` with every string in it (mapping keys aside) marked unsafe, for YAML."""
+    if isinstance(value, Mapping):
+        return {str(k): _unsafe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unsafe(v) for v in value]
+    if isinstance(value, str):
+        return UnsafeText(value)
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -58,6 +58,56 @@ def check_path(path: object, managed_roots: tuple[str, ...] = ()) -> PathVerdict
             return PathVerdict(path, True, name)
     for root in managed_roots:
         parent, leaf = posixpath.split(norm)
-        if parent == posixpath.normpath(root) and _NAME.fullmatch(leaf) and root.count("/") >= 2:
+        if parent == posixpath.normpath(root) and _NAME.fullmatch(leaf) and check_venv_root(root) is None:
             return PathVerdict(path, True, "venv made by remediate")
     return PathVerdict(path, False, "outside the quarantine allowlist")
+
+
+# Directories whose children belong to the system or to other software: a venv root there would make
+# `/usr/bin/sudo` or `/etc/passwd` "a venv made by remediate", which the quarantine may move.
+# (Only names to refuse: nothing is ever written in them, hence the noqa for ruff's /tmp rule.)
+_SYSTEM_ROOTS = (
+    "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/boot", "/dev", "/proc", "/sys", "/run",
+    "/tmp", "/var/tmp",  # noqa: S108
+    "/var/run", "/var/lock", "/var/lib/dpkg", "/var/lib/rpm", "/var/lib/apt", "/var/cache", "/var/log", "/var/spool",
+    "/snap", "/root", "/home", "/media", "/mnt", "/lost+found",
+)
+# ... except these, where local software lives (checked first).
+_LOCAL_ROOTS = ("/usr/local",)
+_LOCAL_SYSTEM = ("/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/usr/local/lib64", "/usr/local/include",
+                 "/usr/local/share", "/usr/local/etc", "/usr/local/libexec", "/usr/local/man", "/usr/local/src",
+                 "/usr/local/games")
+_ROOT_CHARS = re.compile(r"[A-Za-z0-9_.+/-]{1,200}")
+
+
+def check_venv_root(root: object) -> str | None:
+    """Why `root` may not hold the venvs remediate makes (and quarantines again), or None when it may.
+
+    The root comes from apply's own options, never from a plan file. It must be absolute, normalised, at
+    least two levels deep once normalised (`/etc/` is one level), of plain characters, and outside the
+    system's own directories and every toolkit.
+    """
+    if not isinstance(root, str) or not root:
+        return "not a path"
+    if not _ROOT_CHARS.fullmatch(root):
+        return "holds characters other than letters, digits and _ . + - /"
+    if not root.startswith("/") or root.startswith("//"):
+        return "not absolute"
+    if ".." in root.split("/") or "." in root.split("/"):
+        return "contains '.' or '..'"
+    norm = posixpath.normpath(root)
+    if norm != (root.rstrip("/") or "/"):
+        return f"not normalised (would be {norm})"
+    if norm.count("/") < 2:
+        return "less than two levels deep"
+
+    def under(base: str) -> bool:
+        return norm == base or norm.startswith(base + "/")
+
+    if any(under(r) for r in _LOCAL_SYSTEM) or re.match(r"/(?:usr/local|opt)/cuda(?:-[0-9.]+)?(?:/|$)", norm):
+        return "inside a system directory or a CUDA toolkit"
+    if any(under(r) for r in _LOCAL_ROOTS):
+        return None
+    if any(under(r) for r in _SYSTEM_ROOTS):
+        return "inside a system directory"
+    return None

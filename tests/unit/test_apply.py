@@ -99,9 +99,11 @@ class FakeRun:
 
     def __call__(self, playbook: Path, hosts: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Any], *,
                  private_data_dir: Path, check: bool, on_event: Callable[..., None], ident: str, forks: int,
-                 cancel: Callable[[], bool]) -> RunOutcome:
+                 cancel: Callable[[], bool], timeout: int | None = None,
+                 envvars: Mapping[str, str] | None = None) -> RunOutcome:
         self.calls.append({"playbook": playbook, "hosts": dict(hosts), "extra": dict(extra), "ident": ident,
-                           "check": check, "pdd": private_data_dir})
+                           "check": check, "pdd": private_data_dir, "timeout": timeout,
+                           "envvars": dict(envvars or {})})
         if self.during is not None:
             self.during(ident, list(hosts))
         result = {}
@@ -184,7 +186,8 @@ def test_extravars_follow_the_contract(tmp_path: Path) -> None:
                   "remediator_quarantine_root": "/var/lib/remediator/quarantine",
                   "remediator_allow_approval": False, "remediator_pip_index_url": "",
                   "remediator_pip_find_links": "", "remediator_pip_extra_args": ["--no-deps"],
-                  "remediator_control_pid": os.getpid()}
+                  "remediator_control_pid": os.getpid(), "remediator_venv_root": "/opt/remediator/venvs",
+                  "remediator_managed_roots": ["/opt/remediator/venvs"]}
     more = extravars("r", options(tmp_path, playbook_vars={"remediator_pip_installer": "uv"}))
     assert more["remediator_pip_installer"] == "uv"
     with pytest.raises(UsageError, match="--var"):

@@ -89,7 +89,7 @@ def test_private_data_dir_holds_the_run_and_no_secret(mixed: dict[str, Any]) -> 
     pdd: Path = mixed["pdd"]
     inventory = yaml.safe_load((pdd / "inventory" / "hosts.yml").read_text())
     assert set(inventory["all"]["hosts"]) == {"good", "bad", "down"}
-    assert json.loads((pdd / "env" / "extravars").read_text()) == {"remediator_run_id": "R1"}
+    assert yaml.load((pdd / "env" / "extravars").read_text(), Loader=_UnsafeLoader) == {"remediator_run_id": "R1"}
     assert json.loads((pdd / "env" / "envvars").read_text())["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     artifacts = pdd / "artifacts" / "01-canary"
     assert (artifacts / "hosts.yml").read_text() == (pdd / "inventory" / "hosts.yml").read_text()
@@ -101,6 +101,40 @@ def test_private_data_dir_holds_the_run_and_no_secret(mixed: dict[str, Any]) -> 
             text = path.read_text(errors="replace")
             assert "do-not-leak-this" not in text and "nor-this" not in text, path
     assert (pdd.stat().st_mode & 0o777) == 0o700
+
+
+class _UnsafeLoader(yaml.SafeLoader):
+    pass
+
+
+_UnsafeLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))  # type: ignore[arg-type]
+
+# A dpkg record, a version and a reason as a hostile host could report them, and a hand-edited plan's
+# target: each asks Ansible to run a command on the control node if it templates the value.
+_PAYLOAD = "cuda-{{{{ lookup('ansible.builtin.pipe', 'touch {}') }}}}-12-4"
+
+
+def test_host_and_plan_values_reach_the_playbook_verbatim_never_templated(tmp_path: Path) -> None:
+    canary = tmp_path / "PWNED"
+    payload = _PAYLOAD.format(canary)
+    extra_payload = "{{ lookup('ansible.builtin.pipe', 'touch " + f"{canary}-extra') }}}}"
+    actions = [{"kind": "remove_package", "params": {"manager": "deb", "name": payload, "version": "1.0{{ 7*7 }}"},
+                "finding": None, "reason": "{% for x in range(3) %}x{% endfor %}", "requires_approval": False}]
+    target = {"framework": "tensorflow", "version": "{{ 6*7 }}", "note": ["{# c #}", {"k": "{{ 1+1 }}"}]}
+    out = tmp_path / "out"
+    out.mkdir()
+    o = run_playbook(PLAYBOOKS / "runner-unsafe.yml",
+                     {"solo": {**LOCAL, "out_dir": str(out), "remediator_actions": actions,
+                               "remediator_target": target}},
+                     {"remediator_pip_index_url": extra_payload},
+                     private_data_dir=tmp_path / "pdd", check=False, ident="01")
+    assert o.hosts["solo"].status == "ok", o.hosts["solo"]
+    seen = json.loads((out / "solo.json").read_text())
+    assert seen["actions"] == actions
+    assert seen["target"] == target
+    assert seen["label"] == payload + "=1.0{{ 7*7 }}"
+    assert seen["extra"] == extra_payload
+    assert not canary.exists() and not Path(f"{canary}-extra").exists()
 
 
 def test_check_mode_changes_nothing(tmp_path: Path) -> None:
