@@ -3,7 +3,9 @@
 Hosts are rows, stack layers are columns, each cell coloured by the worst thing found in that layer
 (an error finding, a change since known-good, a warning); every finding and change sits in a
 `<details>` element with its evidence, one click away. No scripts, no external assets: the page is
-one file that can be mailed or archived. Everything that came from a host is HTML-escaped.
+one file that can be mailed or archived. Everything that came from a host is HTML-escaped, and its
+control and bidi characters are shown escaped as in the terminal (`printable`), so no value can reorder
+or hide the text around it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from remediator.cli.render import printable
 from remediator.facts import HostFacts
 from remediator.state import Store, iso
 
@@ -177,7 +180,7 @@ dd, .val { font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(printable(value), quote=True)
 
 
 def render_html(rows: Sequence[HostRow], *, generated_at: float, last_run: float | None = None,

@@ -48,6 +48,7 @@ def _register() -> None:
 
 
 def _write_traceback() -> str:
+    # mkstemp: a fresh file of mode 0600 that no one else can have planted; tracebacks show host values.
     fd, path = tempfile.mkstemp(prefix="remediate-crash-", suffix=".txt")
     with os.fdopen(fd, "w") as handle:
         traceback.print_exc(file=handle)
@@ -68,17 +69,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return int(ExitStatus.ERROR)
-    except RemediatorError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+    except RemediatorError as exc:  # messages and hints can carry a host's words (stderr, names)
+        from remediator.cli.render import printable
+
+        click.echo(f"error: {printable(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {printable(exc.hint)}", err=True)
         return int(exc.exit_status)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
     except Exception as exc:  # an error of ours: one line, the traceback to a file
+        from remediator.cli.render import printable
+
         path = _write_traceback()
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (traceback written to {path})", err=True)
+        click.echo(f"internal error: {type(exc).__name__}: {printable(exc)} (traceback written to {path})",
+                   err=True)
         return int(ExitStatus.ERROR)
     return int(result) if isinstance(result, int) else int(ExitStatus.OK)
 

@@ -35,7 +35,7 @@ from remediator.apply import (
     read_plan,
     write_json_atomic,
 )
-from remediator.cli.render import printable
+from remediator.cli.render import console, host_text, printable
 from remediator.errors import InputError, UsageError
 
 
@@ -222,17 +222,18 @@ def render_summary(result: ApplyResult, result_path: str | None = None) -> str:
         lines.append(line)
     counts = result.counts()
     what = "rollback of " + (result.undoes or "?") if result.kind == "rollback" else "apply"
-    head = f"{what} run {result.run_id}" + (" (check mode)" if result.check else "") + ": "
+    head = f"{printable(what)} run {printable(result.run_id)}" + (" (check mode)" if result.check else "") + ": "
     lines.append("")
     lines.append(head + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else head + "no hosts")
     if result.stopped:
         lines.append(f"stopped: {printable(result.stopped)}")
     for note in result.notes:
         lines.append(f"note: {printable(note)}")
-    lines.append(f"result: {result_path or os.path.join(result.private_data_dir, 'result.json')}")
+    lines.append(f"result: {printable(result_path or os.path.join(result.private_data_dir, 'result.json'))}")
     if result.kind == "apply" and not result.check and any(h.status in ("applied", "failed", "unreachable")
                                                           for h in result.hosts):
-        lines.append(f"undo with: remediate rollback {result.run_id} -i {result.inventory or 'INVENTORY'}")
+        lines.append(f"undo with: remediate rollback {printable(result.run_id)} -i "
+                     f"{printable(result.inventory or 'INVENTORY')}")
     return "\n".join(lines)
 
 
@@ -290,11 +291,10 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.enabled:
             if sys.stderr.isatty():
-                from rich.console import Console
                 from rich.live import Live
 
-                self.live = Live(self.table(), console=Console(stderr=True, highlight=False),
-                                 refresh_per_second=4, transient=False)
+                self.live = Live(self.table(), console=console(stderr=True), refresh_per_second=4,
+                                 transient=False)
                 self.live.start()
             self.thread = threading.Thread(target=self.consume, name="apply-progress", daemon=True)
             self.thread.start()
@@ -316,28 +316,30 @@ class Progress:
             try:
                 self.handle(event)
             except Exception as exc:  # a display bug must not stop the apply
-                click.echo(f"progress display: {type(exc).__name__}: {exc}", err=True)
+                click.echo(f"progress display: {type(exc).__name__}: {printable(exc)}", err=True)
 
     def handle(self, event: ApplyEvent) -> None:
         line = self.update(event)
         if self.live is not None:
             if event.kind in ("phase", "warning") and line:
-                self.live.console.print(line)
+                from rich.text import Text
+
+                self.live.console.print(Text(line))  # already printable; a Text is never parsed as markup
             self.live.update(self.table())
         elif line:
             click.echo(line, err=True)
 
     def update(self, event: ApplyEvent) -> str | None:
-        """Update the rows; return the plain line for this event, if it is worth one."""
+        """Update the rows; return the plain line for this event, if it is worth one (already printable)."""
         if event.kind == "phase":
-            return event.message
+            return printable(event.message) if event.message else None
         if event.kind == "warning":
-            return f"warning: {printable(event.host) + ': ' if event.host else ''}{event.message}"
+            return f"warning: {printable(event.host) + ': ' if event.host else ''}{printable(event.message or '')}"
         if event.kind == "batch":
             self.told.difference_update(event.hosts)
             for host in event.hosts:
                 self.row(host).update(batch=event.batch or "", state="running", task="")
-            return f"batch {event.batch}: {', '.join(printable(h) for h in event.hosts)}"
+            return f"batch {printable(event.batch)}: {', '.join(printable(h) for h in event.hosts)}"
         if event.kind == "batch_done":
             return None
         if event.kind == "host" and event.host:
@@ -345,10 +347,10 @@ class Progress:
             row.update(state=event.status or "", task="" if event.status != "failed" else row.get("task", ""))
             if event.status == "running" or (event.message or "").startswith("not run:"):
                 return None  # the "stopped" line said it once for all of them
+            said = f"{printable(event.host)}: {printable(event.status)}"
             if event.host in self.told:  # its failure was printed as it happened
-                return f"{printable(event.host)}: {event.status}"
-            return f"{printable(event.host)}: {event.status}" + (f": {printable(event.message)}"
-                                                                if event.message else "")
+                return said
+            return said + (f": {printable(event.message)}" if event.message else "")
         if event.kind == "runner" and event.runner is not None:
             return self.runner_event(event)
         return None
@@ -391,7 +393,7 @@ class Progress:
         styles = {"applied": "green", "check": "green", "rolled_back": "green", "failed": "red",
                   "unreachable": "yellow", "stale": "yellow", "running": "cyan"}
         for host, row in self.rows.items():
-            table.add_row(Text(printable(host), style="bold"), row["batch"],
-                          Text(row["state"], style=styles.get(row["state"], "")), row["ok"], row["changed"],
-                          Text(printable(row["task"]), style="dim"))
+            table.add_row(host_text(host, style="bold"), host_text(row["batch"]),
+                          host_text(row["state"], style=styles.get(row["state"], "")), Text(row["ok"]),
+                          Text(row["changed"]), host_text(row["task"], style="dim"))
         return table

@@ -181,7 +181,7 @@ def render_text(run: DriftRun) -> str:
         elif h.baseline_source is None:
             since = "no known-good state yet (record one with --baseline)"
         else:
-            since = f"known-good: {h.baseline_source} of {iso(h.baseline_at or 0)}"
+            since = f"known-good: {printable(h.baseline_source)} of {iso(h.baseline_at or 0)}"
         parts = []
         if h.changes:
             parts.append(f"{len(h.changes)} change(s) since known-good")
@@ -191,11 +191,11 @@ def render_text(run: DriftRun) -> str:
             f" ({warnings} warning(s))" if warnings else "")
         lines.append(f"{name}: {head}; {since}")
         for c in h.changes:
-            lines.append(f"  {_SYMBOL[c.kind]} [{c.layer}] {printable(c.summary)}")
+            lines.append(f"  {_SYMBOL[c.kind]} [{printable(c.layer)}] {printable(c.summary)}")
         for f in h.findings:
             if f.severity == "info":
                 continue
-            lines.append(f"  [{_MARK[f.severity]}] {f.code}: {printable(f.message)}")
+            lines.append(f"  [{_MARK[f.severity]}] {printable(f.code)}: {printable(f.message)}")
             for key, value in f.evidence:
                 lines.append(f"        {printable(key)}: {printable(value)}")
     n = run.counts()

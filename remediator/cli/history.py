@@ -40,7 +40,7 @@ def history(host: str, fmt: str, last: int | None, state_db: str | None) -> int:
         known = store.known_good(host)
         if not events:
             hosts = store.hosts()
-            near = ", ".join(hosts[:10]) + (" ..." if len(hosts) > 10 else "")
+            near = ", ".join(printable(h) for h in hosts[:10]) + (" ..." if len(hosts) > 10 else "")
             raise UsageError(f"the state db {store.path} has no records of host {host!r}",
                              hint=f"hosts it knows: {near}" if hosts else "run `remediate drift` or `probe` first")
     if fmt == "json":
@@ -49,12 +49,12 @@ def history(host: str, fmt: str, last: int | None, state_db: str | None) -> int:
             "events": [e.to_dict() for e in events]})
         return int(ExitStatus.OK)
     for e in events:
-        click.echo(f"{iso(e.at)}  {e.kind:<10} {printable(e.summary)}")
+        click.echo(f"{iso(e.at)}  {printable(e.kind):<10} {printable(e.summary)}")
         if e.kind == "drift":
             for c in e.data.get("changes", []):
                 click.echo(f"{'':<37}{printable(c.get('summary', ''))}")
     if known is not None:
-        click.echo(f"\nknown-good: {known.source} of {iso(known.at)}")
+        click.echo(f"\nknown-good: {printable(known.source)} of {iso(known.at)}")
     return int(ExitStatus.OK)
 
 
@@ -75,7 +75,7 @@ def _store_path() -> str | None:
 
 def _warn(what: str, exc: Exception) -> None:
     message = exc.message if isinstance(exc, RemediatorError) else f"{type(exc).__name__}: {exc}"
-    click.echo(f"warning: not recorded in the state db ({what}): {message}", err=True)
+    click.echo(f"warning: not recorded in the state db ({what}): {printable(message)}", err=True)
 
 
 def record_probe_safely(results: Sequence[HostResult[HostFacts]], command: str = "probe") -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from remediator.cli.render import printable
 from remediator.errors import ExitStatus, UsageError
 
 
@@ -50,18 +51,19 @@ def up_cmd(scenarios: tuple[Path, ...], state: Path, count: int | None, timeout:
                 hint="pass scenario files or directories: `remediate lab up DIR --state STATE`",
             )
         sources = [default]
-    result = fleet.up(sources, state, count=count, timeout=timeout, progress=lambda m: click.echo(m, err=True))
+    result = fleet.up(sources, state, count=count, timeout=timeout,
+                      progress=lambda m: click.echo(printable(m), err=True))
     if fmt == "json":
         click.echo(json.dumps({"state": str(result.state), "inventory": str(result.inventory),
                                "known_hosts": str(result.known_hosts),
                                "hosts": [h.to_json() for h in result.hosts]}, indent=2))  # fmt: skip
     else:
-        width = max((len(h.name) for h in result.hosts), default=4)
+        width = max((len(printable(h.name)) for h in result.hosts), default=4)
         click.echo(f"{'HOST':<{width}}  PORT   USER    TARGET")
-        for h in result.hosts:
-            click.echo(f"{h.name:<{width}}  {h.port:<5}  {h.user:<6}  {h.target}")
-        click.echo(f"inventory: {result.inventory}")
-        click.echo(f"known_hosts: {result.known_hosts}")
+        for h in result.hosts:  # names and targets come from the scenario files
+            click.echo(f"{printable(h.name):<{width}}  {h.port:<5}  {printable(h.user):<6}  {printable(h.target)}")
+        click.echo(f"inventory: {printable(result.inventory)}")
+        click.echo(f"known_hosts: {printable(result.known_hosts)}")
     return int(ExitStatus.OK)
 
 
@@ -102,9 +104,9 @@ def status_cmd(state: Path, fmt: str) -> int:
     if fmt == "json":
         click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
     else:
-        width = max((len(r.name) for r in rows), default=4)
+        width = max((len(printable(r.name)) for r in rows), default=4)
         click.echo(f"{'HOST':<{width}}  PORT   PID      STATE")
         for r in rows:
             word = "up" if r.answers else ("running, not answering" if r.running else "down")
-            click.echo(f"{r.name:<{width}}  {r.port:<5}  {r.pid:<7}  {word}")
+            click.echo(f"{printable(r.name):<{width}}  {r.port:<5}  {r.pid:<7}  {word}")
     return int(ExitStatus.OK if all(r.answers for r in rows) else ExitStatus.ERROR)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from remediator.cli.render import printable, write_atomic
+from remediator.cli.render import console, host_text, printable, write_atomic
 from remediator.errors import ExitStatus, RemediatorError, UsageError
 from remediator.facts import SCHEMA_VERSION, HostFacts
 from remediator.probe import DEFAULT_TIMEOUT, DEFAULT_VENV_ROOTS, probe_fleet, probe_host
@@ -157,7 +157,6 @@ class _progress:
     def __enter__(self) -> Callable[[HostResult[HostFacts]], None] | None:
         if not sys.stderr.isatty():
             return None
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(
@@ -165,8 +164,8 @@ class _progress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[last]}"),
-            console=Console(stderr=True),
+            TextColumn("{task.fields[last]}", markup=False),  # the last host's name: shown, never parsed
+            console=console(stderr=True),
             transient=True,
         )
         self.bar.start()
@@ -205,16 +204,15 @@ def probe_document(results: Sequence[HostResult[HostFacts]]) -> dict[str, Any]:
 
 
 def _print_table(results: Sequence[HostResult[HostFacts]], elapsed: float, out_path: str | None) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False, soft_wrap=False)
+    out = console(soft_wrap=False)
     table = Table(show_lines=True)
     for column in ("host", "driver", "CUDA toolkits", "cuDNN", "frameworks"):
         table.add_column(column, overflow="fold")
     for r in results:
-        host = Text(printable(r.host), style="bold")
+        host = host_text(r.host, style="bold")
         if r.value is None:
             status = Text(f"{r.status}: ", style="red" if r.status == "failed" else "yellow")
             status.append(printable(r.error or ""))
@@ -224,19 +222,19 @@ def _print_table(results: Sequence[HostResult[HostFacts]], elapsed: float, out_p
             continue
         facts = r.value
         table.add_row(host, _driver_cell(facts), _toolkits_cell(facts), _cudnn_cell(facts), _frameworks_cell(facts))
-    console.print(table)
+    out.print(table)
     counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "failed", "unreachable")}
     summary = f"{len(results)} host(s) in {elapsed:.1f}s: {counts['ok']} probed"
     if counts["failed"]:
         summary += f", {counts['failed']} failed"
     if counts["unreachable"]:
         summary += f", {counts['unreachable']} unreachable"
-    console.print(Text(summary))
+    out.print(Text(summary))
     notes = sum(len(r.value.notes) for r in results if r.value is not None)
     if notes:
-        console.print(Text(f"{notes} probe note(s): see --format json (facts.notes)", style="dim"))
+        out.print(Text(f"{notes} probe note(s): see --format json (facts.notes)", style="dim"))
     if out_path:
-        console.print(Text(f"facts saved to {out_path}; next: remediate diagnose --facts {out_path}"))
+        out.print(Text(f"facts saved to {printable(out_path)}; next: remediate diagnose --facts {printable(out_path)}"))
 
 
 def _lines(parts: Sequence[Text]) -> Text:
@@ -252,7 +250,7 @@ def _driver_cell(facts: HostFacts) -> Text:
     text = Text()
     if d.version:
         text.append(printable(d.version), style="bold")
-        text.append(f" ({d.source})")
+        text.append(f" ({printable(d.source)})")
         if d.cuda_driver_version:
             text.append(f"\nCUDA {printable(d.cuda_driver_version)}")
     else:
@@ -266,7 +264,7 @@ def _driver_cell(facts: HostFacts) -> Text:
         text.append("\n" + printable(d.error.strip().splitlines()[0]), style="red")
     kinds: dict[str, int] = {}
     for gpu in facts.gpus:  # eight identical GPUs are one line
-        cc = f" sm {gpu.compute_capability}" if gpu.compute_capability else ""
+        cc = f" sm {printable(gpu.compute_capability)}" if gpu.compute_capability else ""
         memory = f" {gpu.memory_mib / 1024:.0f} GiB" if gpu.memory_mib else ""
         line = f"{printable(gpu.name)}{memory}{cc}"
         kinds[line] = kinds.get(line, 0) + 1
@@ -281,7 +279,7 @@ def _toolkits_cell(facts: HostFacts) -> Text:
     parts = []
     for t in facts.toolkits:
         line = Text(printable(t.version or "?"), style="bold" if t.is_default else "")
-        line.append(f" {t.install_method} {printable(t.path)}")
+        line.append(f" {printable(t.install_method)} {printable(t.path)}")
         if t.is_default:
             line.append(" (default" + (", via alternatives)" if t.via_alternatives else ")"), style="green")
         parts.append(line)
@@ -296,7 +294,7 @@ def _cudnn_cell(facts: HostFacts) -> Text:
     parts = []
     for c in facts.cudnn:
         line = Text(printable(c.version), style="bold")
-        line.append(f" {c.install_method} {printable(c.path)}")
+        line.append(f" {printable(c.install_method)} {printable(c.path)}")
         if not c.libraries:
             line.append(" (header only)", style="yellow")
         parts.append(line)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import click
 
 from remediator.cli.drift import state_db_option
-from remediator.errors import ExitStatus, InputError, UsageError
+from remediator.cli.render import printable, write_atomic
+from remediator.errors import ExitStatus, UsageError
 from remediator.state import Store
 
 
@@ -38,14 +36,7 @@ def report(html_path: str, hosts: tuple[str, ...], state_db: str | None) -> int:
         if missing:
             raise UsageError(f"no records of host(s) {', '.join(repr(h) for h in missing)} in {store.path}")
         page = build_report(store, generated_at=time.time(), hosts=list(hosts) or None)
-    target = Path(html_path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise InputError(html_path, f"cannot write the report: {exc.strerror or exc}") from None
-    click.echo(f"wrote {html_path} ({len(hosts) or len(known)} hosts)")
+    # 0644, unlike the other files: the page is made to be published (a web server's directory).
+    write_atomic(html_path, page, "report", mode=0o644)
+    click.echo(f"wrote {printable(html_path)} ({len(hosts) or len(known)} hosts)")
     return int(ExitStatus.OK)

@@ -212,7 +212,7 @@ _WORD = {"pass": "pass", "fail": "FAIL", "skip": "skip"}
 
 
 def _rung_lines(rung: Rung) -> list[str]:
-    lines = [f"  {rung.number} {rung.title}", f"    {_WORD[rung.status]}  {printable(rung.summary)}"]
+    lines = [f"  {rung.number} {printable(rung.title)}", f"    {_WORD[rung.status]}  {printable(rung.summary)}"]
     if rung.cause:
         lines.append(f"          cause: {printable(rung.cause)}")
     if rung.fix:
@@ -233,9 +233,10 @@ def _host_lines(r: HostResult[HostVerification]) -> list[str]:
             lines.append(f"  hint: {printable(r.hint)}")
         return lines
     head = f"{printable(v.host)}: {'PASS' if v.passed else 'FAIL'}"
-    what = [v.target or "no target"]
+    what = [printable(v.target or "no target")]
     if v.python:
-        what.append(f"python {printable(v.python)}" + (f" ({v.python_version})" if v.python_version else ""))
+        what.append(f"python {printable(v.python)}" + (f" ({printable(v.python_version)})" if v.python_version
+                                                        else ""))
     lines = [f"{head}   [{', '.join(what)}]"]
     for rung in v.rungs:
         lines += _rung_lines(rung)
@@ -243,7 +244,7 @@ def _host_lines(r: HostResult[HostVerification]) -> list[str]:
             for lib in v.libraries:
                 if lib.kind in ("cudart", "cudnn", "cublas", "cuda"):
                     lines.append(f"          {lib.kind:<7} {printable(lib.version or '?'):<10} "
-                                 f"{printable(lib.path)} ({lib.origin})")
+                                 f"{printable(lib.path)} ({printable(lib.origin)})")
         if rung.name == "matmul" and any(g.matmul or g.busy for g in v.gpus):
             lines.append(f"          {'GPU':<4}{'name':<28}{'busy':<6}{'matmul':<8}{'time':>10}{'TFLOP/s':>9}"
                          f"{'rel.err':>10}")
@@ -254,7 +255,7 @@ def _host_lines(r: HostResult[HostVerification]) -> list[str]:
                 err = f"{m.rel_error:.1e}" if m and m.rel_error is not None else "-"
                 busy = f"{len(g.processes)}p" if g.busy else "no"
                 lines.append(f"          {g.index:<4}{printable(g.name or '?')[:27]:<28}{busy:<6}"
-                             f"{(m.status if m else 'none'):<8}{t:>10}{tf:>9}{err:>10}")
+                             f"{printable(m.status if m else 'none'):<8}{t:>10}{tf:>9}{err:>10}")
     lines.append(f"  verdict: {printable(v.verdict)}")
     return lines
 
