@@ -29,6 +29,7 @@ from remediator import locks
 from remediator.action_rules import check_actions, check_target
 from remediator.errors import ExitStatus, InputError, RemediatorError, UsageError
 from remediator.facts import HostFacts
+from remediator.files import write_private
 from remediator.fleet import FleetResult
 from remediator.inventory import InventoryHost
 from remediator.plan import DEFAULT_VENV_ROOT, PLAN_SCHEMA_VERSION, Action, HostPlan, fingerprint
@@ -128,6 +129,7 @@ class ApplyOptions:
     # run (one batch) that runs longer is stopped, its hosts failed, and the rollout goes on by its rules.
     task_timeout_s: int = DEFAULT_TASK_TIMEOUT_S
     batch_timeout_s: int = DEFAULT_BATCH_TIMEOUT_S
+    probe_timeout_s: float | None = None  # the probe before apply, per host; None: the probe's default
 
     def __post_init__(self) -> None:
         why = check_venv_root(self.venv_root)
@@ -553,14 +555,9 @@ def find_interrupted(state_dir: Path, plan_sha256: str) -> dict[str, Any] | None
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """The run's result: 0600, through an unpredictable temp name, never through a planted symlink."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, indent=2) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 # --- the rollout (shared by apply and rollback) -------------------------------------------------------
@@ -888,9 +885,10 @@ def _apply_candidates(ro: _Rollout, plan: PlanFile, candidates: Sequence[HostPla
 def _probe(probe: ProbeFn | None, hosts: Sequence[InventoryHost], options: ApplyOptions) -> FleetResult[HostFacts]:
     if probe is not None:
         return probe(hosts)
-    from remediator.probe import probe_fleet
+    from remediator.probe import DEFAULT_TIMEOUT, probe_fleet
 
-    return probe_fleet(hosts, forks=options.forks, accept_new_host_keys=options.accept_new_host_keys)
+    return probe_fleet(hosts, forks=options.forks, accept_new_host_keys=options.accept_new_host_keys,
+                       timeout=options.probe_timeout_s or DEFAULT_TIMEOUT)
 
 
 def verify_hosts(hosts: Sequence[tuple[InventoryHost, Mapping[str, Any]]], venv_root: str,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from remediator.errors import RemediatorError
+from remediator.files import write_private
 
 EventKind = Literal["status", "play", "task", "start", "ok", "changed", "failed", "skipped", "unreachable", "stats"]
 HostRunStatus = Literal["ok", "failed", "unreachable", "no_result"]
@@ -215,11 +216,7 @@ def _write_private_data_dir(pdd: Path, hosts: Mapping[str, Mapping[str, Any]], e
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_private(path, text)
 
 
 class UnsafeText(str):

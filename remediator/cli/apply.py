@@ -22,7 +22,9 @@ from typing import Any
 import click
 
 from remediator.apply import (
+    DEFAULT_BATCH_TIMEOUT_S,
     DEFAULT_QUARANTINE_ROOT,
+    DEFAULT_TASK_TIMEOUT_S,
     ApplyEvent,
     ApplyOptions,
     ApplyResult,
@@ -37,6 +39,7 @@ from remediator.apply import (
 )
 from remediator.cli.render import console, host_text, printable
 from remediator.errors import InputError, UsageError
+from remediator.plan import DEFAULT_VENV_ROOT
 
 
 def common_options(f: Any) -> Any:
@@ -65,6 +68,15 @@ def common_options(f: Any) -> Any:
         click.option("--state-db", metavar="FILE", envvar="REMEDIATE_STATE_DB",
                      help="the state store that records the run (env REMEDIATE_STATE_DB; default "
                      "~/.local/state/remediator/state.db)."),
+        click.option("--venv-root", default=DEFAULT_VENV_ROOT, show_default=True, metavar="DIR",
+                     help="where remediate keeps its venvs on the hosts: the plan must have been made for the "
+                     "same root (`remediate plan --venv-root`); never taken from the plan file."),
+        click.option("--task-timeout", type=click.IntRange(min=1), default=DEFAULT_TASK_TIMEOUT_S,
+                     show_default=True, metavar="SECONDS",
+                     help="a playbook task running longer fails on its host alone (ansible's task timeout)."),
+        click.option("--batch-timeout", type=click.IntRange(min=1), default=DEFAULT_BATCH_TIMEOUT_S,
+                     show_default=True, metavar="SECONDS",
+                     help="a batch's ansible-playbook running longer is stopped and its unfinished hosts fail."),
     ]):
         f = option(f)
     return f
@@ -88,13 +100,16 @@ def common_options(f: Any) -> Any:
               help="set one of the playbooks' own remediator_* variables (repeatable; VALUE is read as YAML), "
               "e.g. remediator_pip_installer=uv.")
 @click.option("--no-verify", is_flag=True, help="skip the GPU check (`remediate verify`) of the applied hosts.")
+@click.option("--timeout", "probe_timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="seconds the probe before apply may run on one host (default: the probe's, 180).")
 @click.option("--no-resume", is_flag=True, help="start a new run even if an earlier apply of this plan was "
               "interrupted.")
 def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bool, result_path: str | None,
           fmt: str, quarantine_root: str, lock_wait: float, playbooks_dir: Path | None, state_dir: Path | None,
           state_db: str | None, check: bool, serial: str, max_fail_percent: int, no_canary: bool,
           accept_new_host_keys: bool, pip_index_url: str, pip_find_links: str, pip_args: tuple[str, ...],
-          apt_mirror: str, playbook_vars: tuple[str, ...], no_verify: bool, no_resume: bool) -> int:
+          apt_mirror: str, playbook_vars: tuple[str, ...], no_verify: bool, no_resume: bool, venv_root: str,
+          task_timeout: int, batch_timeout: int, probe_timeout: float | None) -> int:
     """Carry out a saved plan on its hosts through ansible-runner and the playbooks.
 
     \b
@@ -131,6 +146,8 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
         pip_find_links=pip_find_links, pip_extra_args=tuple(pip_args), apt_mirror=apt_mirror,
         playbook_vars=parse_vars(playbook_vars),
         accept_new_host_keys=accept_new_host_keys, lock_wait_s=lock_wait, state_db=state_db, verify=not no_verify,
+        venv_root=venv_root.rstrip("/") or "/", task_timeout_s=task_timeout, batch_timeout_s=batch_timeout,
+        probe_timeout_s=probe_timeout,
     )
     inv, known = load_hosts(inventory, limit)
     todo = [h for h in plan.hosts if h.status == "changes" and h.host in {i.name for i in inv}]

@@ -12,6 +12,7 @@ import click
 from remediator.cli.render import echo_json, printable
 from remediator.drift import Baseline, DriftRun, HostDrift, check_host
 from remediator.errors import ExitStatus, RemediatorError, UsageError
+from remediator.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from remediator.state import ENV_VAR, Store, iso
 
 if TYPE_CHECKING:
@@ -46,8 +47,10 @@ def state_db_option(f: click.decorators.FC) -> click.decorators.FC:
 @state_db_option
 @click.option("--forks", default=20, show_default=True, type=click.IntRange(min=1), help="hosts probed at once.")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+@click.option("--timeout", default=DEFAULT_PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
+              help="seconds the probe may run on one host; a host that takes longer fails alone.")
 def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textfile: str | None, baseline: bool,
-          accept: bool, state_db: str | None, forks: int, accept_new_host_keys: bool) -> int:
+          accept: bool, state_db: str | None, forks: int, accept_new_host_keys: bool, timeout: float) -> int:
     """Check the fleet for drift: from its target (diagnosis) and from its last known-good state.
 
     The known-good state of a host is the facts of its last verified apply, or what
@@ -79,7 +82,7 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
         raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
     with Store.open(state_db) as store:
         run = run_drift(inv.hosts, store, matrix, fixed_target=fixed, baseline=baseline, accept=accept,
-                        forks=forks, accept_new_host_keys=accept_new_host_keys)
+                        forks=forks, accept_new_host_keys=accept_new_host_keys, timeout=timeout)
         status = exit_status(run)
         if textfile is not None:
             from remediator.metrics import drift_metrics, write_textfile
@@ -108,14 +111,14 @@ def exit_status(run: DriftRun) -> ExitStatus:
 
 def run_drift(hosts: Sequence[InventoryHost], store: Store, matrix: Matrix, *, fixed_target: Target | None = None,
               baseline: bool = False, accept: bool = False, forks: int = 20, accept_new_host_keys: bool = False,
-              probe: ProbeFn | None = None) -> DriftRun:
+              probe: ProbeFn | None = None, timeout: float = DEFAULT_PROBE_TIMEOUT) -> DriftRun:
     """Probe `hosts`, check each, and record the probes and checks in `store` (one transaction)."""
     from remediator.probe import probe_fleet
 
     started = time.time()
     t0 = time.monotonic()
     run_id = store.start_run("drift", at=started)
-    fleet = (probe or probe_fleet)(hosts, forks=forks, accept_new_host_keys=accept_new_host_keys)
+    fleet = (probe or probe_fleet)(hosts, forks=forks, accept_new_host_keys=accept_new_host_keys, timeout=timeout)
     by_name = {h.name: h for h in hosts}
     checks: list[HostDrift] = []
     with store.batch():

@@ -12,6 +12,8 @@ from remediator.errors import ExitStatus, UsageError
 from remediator.facts import HostFacts, load_facts_file
 from remediator.matrix import Target, load_matrix, parse_target
 from remediator.plan import Action, HostPlan, Plan, Policy, no_target, plan_host, unreachable
+from remediator.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
+from remediator.safety import check_venv_root
 
 
 @click.command("plan")
@@ -29,9 +31,11 @@ from remediator.plan import Action, HostPlan, Plan, Policy, no_target, plan_host
               help="plan driver upgrades instead of marking the host blocked (still needs approval).")
 @click.option("--forks", default=20, show_default=True, help="hosts probed at once.")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+@click.option("--timeout", default=DEFAULT_PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
+              help="seconds the probe may run on one host; a host that takes longer fails alone.")
 def plan(inventory: str | None, limit: str | None, facts_path: str | None, target: str | None,
          out_path: str | None, fmt: str, venv_root: str, allow_driver_changes: bool, forks: int,
-         accept_new_host_keys: bool) -> int:
+         accept_new_host_keys: bool, timeout: float) -> int:
     """Decide what each host needs to run its target, without changing anything.
 
     \b
@@ -52,8 +56,11 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
     """
     if (inventory is None) == (facts_path is None):
         raise UsageError("give exactly one of -i/--inventory and --facts")
-    if not venv_root.startswith("/") or venv_root.rstrip("/").count("/") < 2:
-        raise UsageError(f"--venv-root must be an absolute path at least two levels deep, not {venv_root!r}")
+    why = check_venv_root(venv_root.rstrip("/") or "/")
+    if why is not None:
+        raise UsageError(f"--venv-root {venv_root!r}: {why}",
+                         hint="remediate keeps its venvs (and may quarantine them again) there: use a dir of its "
+                              "own, e.g. /opt/remediator/venvs")
     policy = Policy(venv_root=venv_root.rstrip("/"), allow_driver_changes=allow_driver_changes)
     matrix = load_matrix()
     fixed_target = parse_target(target) if target else None
@@ -65,7 +72,8 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
         for facts in load_facts_file(facts_path):
             hosts.append(_plan_one(facts, fixed_target, matrix, policy))
     else:
-        hosts = _plan_inventory(inventory or "", limit, fixed_target, matrix, policy, forks, accept_new_host_keys)
+        hosts = _plan_inventory(inventory or "", limit, fixed_target, matrix, policy, forks, accept_new_host_keys,
+                                timeout)
 
     result = Plan(hosts=tuple(hosts), matrix_version=matrix.version, policy=policy,
                   created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
@@ -105,12 +113,12 @@ def _plan_one(facts: HostFacts, target: Target | None, matrix: object, policy: P
 
 
 def _plan_inventory(inventory: str, limit: str | None, target: Target | None, matrix: object, policy: Policy,
-                    forks: int, accept_new: bool) -> list[HostPlan]:
+                    forks: int, accept_new: bool, timeout: float) -> list[HostPlan]:
     from remediator.inventory import load_inventory
     from remediator.probe import probe_fleet
 
     inv = load_inventory(inventory, limit)
-    results = probe_fleet(inv.hosts, forks=forks, accept_new_host_keys=accept_new).results
+    results = probe_fleet(inv.hosts, forks=forks, accept_new_host_keys=accept_new, timeout=timeout).results
     by_name = {h.name: h for h in inv.hosts}
     out = []
     for r in results:
@@ -162,7 +170,7 @@ def render_text(result: Plan) -> str:
             lines.append(f"  {a.symbol} {printable(describe(a))}{flag}")
             lines.append(f"      because {printable(why)}")
         for f in h.findings:
-            if f.code == "PATH_REFUSED":
+            if f.code in ("PATH_REFUSED", "VALUE_REFUSED"):
                 lines.append(f"  ! {printable(f.message)}")
         for k in h.kept:
             lines.append(f"  = kept {printable(k)}")

@@ -18,7 +18,7 @@ from remediator.errors import UsageError
 @common_options
 def rollback(run_id: str, inventory: str, limit: str | None, forks: int, yes: bool, result_path: str | None,
              fmt: str, quarantine_root: str, lock_wait: float, playbooks_dir: Path | None, state_dir: Path | None,
-             state_db: str | None) -> int:
+             state_db: str | None, venv_root: str, task_timeout: int, batch_timeout: int) -> int:
     """Undo an apply run: put back what it moved into quarantine and the packages it removed.
 
     \b
@@ -37,6 +37,7 @@ def rollback(run_id: str, inventory: str, limit: str | None, forks: int, yes: bo
     options = ApplyOptions(
         playbooks_dir=(playbooks_dir or default_playbooks_dir()).absolute(), state_dir=state, forks=forks,
         quarantine_root=quarantine_root, lock_wait_s=lock_wait, state_db=state_db, allow_approval=True,
+        venv_root=venv_root.rstrip("/") or "/", task_timeout_s=task_timeout, batch_timeout_s=batch_timeout,
     )
     record = load_result(state, run_id) if _looks_like_run_id(run_id) else None
     if record is not None and record.get("kind") != "apply":
