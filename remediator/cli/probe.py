@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from remediator import probe as probe_lib
 from remediator.cli.render import console, host_text, printable, write_atomic
 from remediator.errors import ExitStatus, RemediatorError, UsageError
 from remediator.facts import SCHEMA_VERSION, HostFacts
-from remediator.probe import DEFAULT_TIMEOUT, DEFAULT_VENV_ROOTS, probe_fleet, probe_host
+from remediator.probe import DEFAULT_TIMEOUT, DEFAULT_VENV_ROOTS, probe_host
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -135,7 +136,7 @@ def _probe_inventory(
     if not inv.hosts:
         raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
     with _progress(len(inv.hosts)) as advance:
-        fleet = probe_fleet(
+        fleet = probe_lib.probe_fleet(  # looked up at call time, as the other commands do
             inv.hosts,
             forks=forks,
             accept_new_host_keys=accept_new,
