@@ -7,21 +7,26 @@ with its source. `load_matrix()` loads and validates the data once.
 from remediator.matrix.load import load_matrix
 from remediator.matrix.model import (
     CompatFloor,
+    CondaPackage,
     CudaRelease,
     CudnnRelease,
+    Defect,
     Matrix,
     Requirements,
     Target,
     Variant,
     VersionRange,
     normalize_framework,
+    parse_compute_capability,
     parse_target,
 )
 
 __all__ = [
     "CompatFloor",
+    "CondaPackage",
     "CudaRelease",
     "CudnnRelease",
+    "Defect",
     "Matrix",
     "Requirements",
     "Target",
@@ -29,5 +34,6 @@ __all__ = [
     "VersionRange",
     "load_matrix",
     "normalize_framework",
+    "parse_compute_capability",
     "parse_target",
 ]

@@ -19,10 +19,13 @@ import yaml
 
 from remediator.errors import MatrixError, UnknownVersionError
 from remediator.matrix.model import (
+    ARCH_ENTRY,
     FRAMEWORKS,
     CompatFloor,
+    CondaPackage,
     CudaRelease,
     CudnnRelease,
+    Defect,
     Matrix,
     Requirements,
     Variant,
@@ -31,7 +34,7 @@ from remediator.matrix.model import (
 from remediator.matrix.rules import CUDA_RULES, CUDNN_RULES, MINOR_COMPAT_RULES, python_range
 from remediator.versions import RawVersion, try_version
 
-DATA_FILES = ("rules.yaml", "cuda.yaml", "cudnn.yaml", "tensorflow.yaml", "pytorch.yaml")
+DATA_FILES = ("rules.yaml", "cuda.yaml", "cudnn.yaml", "tensorflow.yaml", "pytorch.yaml", "conda.yaml")
 _MATRIX_VERSION = re.compile(r"^\d{4}\.\d{2}\.\d{2}$")
 _URL = re.compile(r"^https?://\S+$")
 _DRIVER = re.compile(r"^>=\s*(\d+(?:\.\d+)*)$")
@@ -133,7 +136,7 @@ def _dedupe(*groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def _load_rules(file: _File, doc: dict[str, Any]) -> dict[str, tuple[str, tuple[str, ...]]]:
-    file.mapping(doc, "file", {"matrix_version", "rules"})
+    file.mapping(doc, "file", {"matrix_version", "rules"}, {"defects"})
     rules: dict[str, tuple[str, tuple[str, ...]]] = {}
     for i, row in enumerate(doc["rules"] or []):
         where = f"rules[{i}]"
@@ -150,6 +153,84 @@ def _load_rules(file: _File, doc: dict[str, Any]) -> dict[str, tuple[str, tuple[
         file.string(row["meaning"], f"{where}.meaning")
         rules[rule_id] = (applies, file.sources(row["source"], f"{where}.source"))
     return rules
+
+
+def _load_defects(file: _File, doc: dict[str, Any]) -> tuple[Defect, ...]:
+    defects: list[Defect] = []
+    seen: set[str] = set()
+    for i, row in enumerate(doc.get("defects") or []):
+        where = f"defects[{i}]"
+        file.mapping(row, where, {"id", "framework", "affects", "symptom", "source"}, {"fixed_in", "workaround"})
+        defect_id = file.string(row["id"], f"{where}.id")
+        if defect_id in seen:
+            file.fail(where, f"duplicate defect {defect_id!r}")
+        seen.add(defect_id)
+        framework = file.string(row["framework"], f"{where}.framework")
+        if framework not in FRAMEWORKS:
+            file.fail(f"{where}.framework", f"expected one of {', '.join(FRAMEWORKS)}, got {framework!r}")
+        affects_raw = file.string(row["affects"], f"{where}.affects")
+        try:
+            affects = VersionRange(affects_raw, tuple(s.strip() for s in affects_raw.split("||")))
+        except ValueError as exc:
+            file.fail(f"{where}.affects", str(exc))
+        fixed_in = file.optional_string(row.get("fixed_in"), f"{where}.fixed_in")
+        sources = file.sources(row["source"], f"{where}.source")
+        defect = Defect(
+            id=defect_id,
+            framework=framework,
+            affects=affects,
+            fixed_in=fixed_in,
+            symptom=" ".join(file.string(row["symptom"], f"{where}.symptom").split()),
+            workaround=(
+                " ".join(row["workaround"].split())
+                if file.optional_string(row.get("workaround"), f"{where}.workaround")
+                else None
+            ),
+            source=sources[0],
+            sources=sources,
+        )
+        if fixed_in is not None and defect.affects_version(fixed_in):
+            file.fail(f"{where}.fixed_in", f"{fixed_in} is inside the affected range {affects_raw}")
+        defects.append(defect)
+    return tuple(defects)
+
+
+def _load_conda(file: _File, doc: dict[str, Any], base: Matrix) -> tuple[CondaPackage, ...]:
+    file.mapping(doc, "file", {"matrix_version", "packages"})
+    rows: list[CondaPackage] = []
+    seen: set[tuple[str, str]] = set()
+    for i, row in enumerate(doc["packages"] or []):
+        where = f"packages[{i}]"
+        file.mapping(row, where, {"name", "version", "cuda", "channels", "source"}, {"depends", "note"})
+        name = file.string(row["name"], f"{where}.name")
+        version = file.string(row["version"], f"{where}.version")
+        if (name, version) in seen:
+            file.fail(where, f"duplicate {name} {version}")
+        seen.add((name, version))
+        cuda = file.version(row["cuda"], f"{where}.cuda")
+        try:
+            driver = base.min_driver_for_cuda(cuda)
+        except UnknownVersionError:
+            file.fail(where, f"CUDA {cuda.raw} is not in cuda.yaml")
+        floor = base.cuda_compat_floor(cuda.major)
+        sources = file.sources(row["source"], f"{where}.source")
+        rows.append(
+            CondaPackage(
+                name=name,
+                version=version,
+                cuda=cuda,
+                channels=file.strings(row["channels"], f"{where}.channels"),
+                depends=file.pins(row.get("depends"), f"{where}.depends"),
+                min_driver=driver,
+                min_driver_compat=floor.min_driver if floor else None,
+                source=sources[0],
+                sources=sources,
+                note=" ".join(row["note"].split()) if row.get("note") else None,
+            )
+        )
+    if not rows:
+        file.fail("packages", "no conda packages")
+    return tuple(rows)
 
 
 def _cuda_row(file: _File, row: Any, where: str, with_driver: bool) -> CudaRelease:
@@ -301,6 +382,7 @@ _SERIES_OPTIONAL = {
     "note",
     "default_variant",
     "variants",
+    "cpu_index_url",
 }
 
 
@@ -319,6 +401,7 @@ def _load_framework(
     doc: dict[str, Any],
     base: Matrix,
     rules: Mapping[str, tuple[str, tuple[str, ...]]],
+    defects: tuple[Defect, ...] = (),
 ) -> tuple[str, dict[str, Requirements]]:
     file.mapping(doc, "file", {"matrix_version", "framework", "series"})
     framework = file.string(doc["framework"], "framework")
@@ -351,12 +434,19 @@ def _load_framework(
             default_tag = file.string(row.get("default_variant"), f"{where}.default_variant")
             for j, v in enumerate(row["variants"]):
                 vwhere = f"{where}.variants[{j}]"
-                file.mapping(v, vwhere, {"tag", "cuda", "cudnn", "status", "index_url"})
+                file.mapping(v, vwhere, {"tag", "cuda", "cudnn", "status", "index_url"}, {"toolkit", "archs"})
                 vcuda = file.version(v["cuda"], f"{vwhere}.cuda")
+                toolkit = file.version(v["toolkit"], f"{vwhere}.toolkit") if "toolkit" in v else None
+                if toolkit is not None and toolkit.major_minor() != vcuda.major_minor():
+                    file.fail(f"{vwhere}.toolkit", f"{toolkit.raw} is not a CUDA {vcuda.raw} toolkit")
+                archs = file.strings(v["archs"], f"{vwhere}.archs") if "archs" in v else ()
+                for arch in archs:
+                    if not ARCH_ENTRY.match(arch):
+                        file.fail(f"{vwhere}.archs", f'expected "X.Y" or "X.Y+PTX", got {arch!r}')
                 try:
-                    vdriver = base.min_driver_for_cuda(vcuda)
+                    vdriver = base.min_driver_for_cuda(toolkit or vcuda)
                 except UnknownVersionError:
-                    file.fail(vwhere, f"CUDA {vcuda.raw} is not in cuda.yaml")
+                    file.fail(vwhere, f"CUDA {(toolkit or vcuda).raw} is not in cuda.yaml")
                 floor = base.cuda_compat_floor(vcuda.major)
                 variants.append(
                     Variant(
@@ -368,6 +458,8 @@ def _load_framework(
                         index_url=file.sources(v["index_url"], f"{vwhere}.index_url")[0],
                         min_driver=vdriver,
                         min_driver_compat=floor.min_driver if floor else None,
+                        toolkit=toolkit,
+                        archs=archs,
                     )
                 )
             defaults = [v for v in variants if v.default]
@@ -394,6 +486,9 @@ def _load_framework(
         except UnknownVersionError:
             file.fail(where, f"CUDA {cuda.raw} is not in cuda.yaml")
         assert cuda_row.min_driver is not None
+        cpu_index_url = (
+            file.sources(row["cpu_index_url"], f"{where}.cpu_index_url")[0] if row.get("cpu_index_url") else None
+        )
         cuda_range: VersionRange = CUDA_RULES[cuda_rule](cuda_versions)
         cudnn_range: VersionRange = CUDNN_RULES[cudnn_rule](cudnn_versions)
         floor = base.cuda_compat_floor(cuda.major) if cuda_rule in MINOR_COMPAT_RULES else None
@@ -407,7 +502,12 @@ def _load_framework(
             rwhere = f"{where}.releases[{j}]"
             if isinstance(entry, str):
                 entry = {"version": entry}
-            file.mapping(entry, rwhere, {"version"}, {"requires_python", "wheels", "note", "source"})
+            file.mapping(
+                entry,
+                rwhere,
+                {"version"},
+                {"requires_python", "wheels", "note", "source", "python", "torchvision", "torchaudio"},
+            )
             raw = file.string(entry["version"], f"{rwhere}.version")
             parsed = file.version(raw, f"{rwhere}.version")
             if parsed.major_minor() != series_version.major_minor():
@@ -416,12 +516,27 @@ def _load_framework(
                 file.fail(rwhere, f"duplicate release {raw}")
             release_sources = file.sources(entry["source"], f"{rwhere}.source") if "source" in entry else ()
             release_notes = (" ".join(entry["note"].split()),) if entry.get("note") else ()
+            release_python = python
+            if "python" in entry:
+                try:
+                    release_python = python_range(file.string(entry["python"], f"{rwhere}.python"))
+                except ValueError as exc:
+                    file.fail(f"{rwhere}.python", str(exc))
+            pairs: dict[str, tuple[str, ...]] = {}
+            for companion in ("torchvision", "torchaudio"):
+                if companion in entry and framework != "pytorch":
+                    file.fail(rwhere, f"{companion} pairs only with pytorch releases")
+                pairs[companion] = (
+                    file.strings(entry[companion], f"{rwhere}.{companion}") if (companion in entry) else ()
+                )
+                for pv in pairs[companion]:
+                    file.version(pv, f"{rwhere}.{companion}")
             table[raw] = Requirements(
                 framework=framework,
                 version=raw,
                 series=series,
                 packages=packages,
-                python=python,
+                python=release_python,
                 cuda=cuda,
                 cuda_range=cuda_range,
                 cudnn=cudnn,
@@ -435,6 +550,10 @@ def _load_framework(
                 pip_extra=pip_extra,
                 compiler=row.get("compiler"),
                 notes=notes + release_notes + ((cuda_row.note,) if cuda_row.note else ()),
+                torchvision=pairs["torchvision"],
+                torchaudio=pairs["torchaudio"],
+                cpu_index_url=cpu_index_url,
+                defects=tuple(d for d in defects if d.framework == framework and d.affects_version(raw)),
             )
     if not table:
         file.fail("series", "no releases")
@@ -448,6 +567,7 @@ def _load(data_dir: Path | None) -> Matrix:
         file = docs["rules.yaml"][0]
         file.fail("matrix_version", f"the data files disagree: {', '.join(sorted(versions))}")
     rules = _load_rules(*docs["rules.yaml"][:2])
+    defects = _load_defects(*docs["rules.yaml"][:2])
     cuda_rows, unconfirmed, floors, forward = _load_cuda(*docs["cuda.yaml"][:2])
     cudnn_rows = _load_cudnn(*docs["cudnn.yaml"][:2])
     base = Matrix(
@@ -463,10 +583,15 @@ def _load(data_dir: Path | None) -> Matrix:
     releases: dict[str, dict[str, Requirements]] = {}
     for name in ("tensorflow.yaml", "pytorch.yaml"):
         file, doc, _ = docs[name]
-        framework, table = _load_framework(file, doc, base, rules)
+        framework, table = _load_framework(file, doc, base, rules, defects)
         if framework in releases:
             file.fail("framework", f"{framework} is described twice")
         releases[framework] = table
+    for defect in defects:
+        fixed = defect.fixed_in
+        if fixed is not None and fixed.split("+", 1)[0] not in releases.get(defect.framework, {}):
+            docs["rules.yaml"][0].fail(f"defect {defect.id}", f"fixed_in {fixed} is not a known release")
+    conda = _load_conda(docs["conda.yaml"][0], docs["conda.yaml"][1], base)
     return Matrix(
         version=base.version,
         releases=releases,
@@ -476,6 +601,8 @@ def _load(data_dir: Path | None) -> Matrix:
         cudnn_releases=base.cudnn_releases,
         forward_compat_note=base.forward_compat_note,
         rules=base.rules,
+        conda_packages=conda,
+        defects=defects,
     )
 
 

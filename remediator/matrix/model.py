@@ -122,9 +122,26 @@ class VersionRange:
         return {"raw": self.raw, "spec": self.spec, "rule": self.rule}
 
 
+ARCH_ENTRY = re.compile(r"^(\d+)\.(\d+)(\+PTX)?$")
+
+
+def parse_compute_capability(text: str) -> tuple[int, int] | None:
+    """ "8.6", "sm_86" or "86" as (8, 6); None when it is none of these."""
+    raw = text.strip().lower().removeprefix("sm_").removeprefix("compute_")
+    match = re.match(r"^(\d+)\.(\d+)$", raw) or re.match(r"^(\d+)(\d)$", raw)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One official CUDA build of a PyTorch release (`cu121`), and the driver it needs."""
+    """One official CUDA build of a PyTorch release (`cu121`), and the driver it needs.
+
+    `toolkit` is the exact CUDA toolkit the build used where the build scripts name it (11.0.3 for
+    cu110); the driver floor comes from it, else from the series' GA row. `archs` is the build's
+    TORCH_CUDA_ARCH_LIST as written ("3.7", "8.6", "3.7+PTX"); empty when not confirmed.
+    """
 
     tag: str
     cuda: RawVersion
@@ -134,17 +151,137 @@ class Variant:
     index_url: str
     min_driver: RawVersion
     min_driver_compat: RawVersion | None
+    toolkit: RawVersion | None = None
+    archs: tuple[str, ...] = ()
+
+    @property
+    def sm_archs(self) -> tuple[str, ...]:
+        """The GPU architectures the build has machine code (SASS) for: ("sm_37", "sm_50", ...)."""
+        out = []
+        for arch in self.archs:
+            match = ARCH_ENTRY.match(arch)
+            if match:
+                out.append(f"sm_{match.group(1)}{match.group(2)}")
+        return tuple(out)
+
+    @property
+    def ptx_archs(self) -> tuple[str, ...]:
+        """The virtual architectures the build also ships PTX for ("compute_37"), JIT-compiled on newer GPUs."""
+        out = []
+        for arch in self.archs:
+            match = ARCH_ENTRY.match(arch)
+            if match and match.group(3):
+                out.append(f"compute_{match.group(1)}{match.group(2)}")
+        return tuple(out)
+
+    def has_kernels_for(self, compute_capability: str) -> bool | None:
+        """Whether the build can run on a GPU of `compute_capability` ("8.6", "sm_86").
+
+        SASS for X.y runs on X.z with z >= y; PTX for X.y can be JIT-compiled for any later GPU
+        (CUDA C++ Programming Guide, "Binary Compatibility" / "PTX Compatibility"). None when the
+        arch list of this build is not recorded or the capability cannot be read.
+        """
+        cc = parse_compute_capability(compute_capability)
+        if not self.archs or cc is None:
+            return None
+        for arch in self.archs:
+            match = ARCH_ENTRY.match(arch)
+            if not match:
+                continue
+            major, minor = int(match.group(1)), int(match.group(2))
+            if major == cc[0] and minor <= cc[1]:
+                return True
+            if match.group(3) and (major, minor) <= cc:
+                return True
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
             "cuda": self.cuda.raw,
+            "toolkit": self.toolkit.raw if self.toolkit else None,
             "cudnn": self.cudnn.raw if self.cudnn else None,
             "default": self.default,
             "status": self.status,
             "index_url": self.index_url,
             "min_driver": self.min_driver.raw,
             "min_driver_compat": self.min_driver_compat.raw if self.min_driver_compat else None,
+            "archs": list(self.archs),
+            "sm_archs": list(self.sm_archs),
+        }
+
+
+@dataclass(frozen=True)
+class Defect:
+    """A known defect of some releases (rules.yaml `defects`): what breaks, which releases, the fix."""
+
+    id: str
+    framework: str
+    affects: VersionRange
+    fixed_in: str | None
+    symptom: str
+    workaround: str | None
+    source: str
+    sources: tuple[str, ...] = ()
+
+    def affects_version(self, version: str | RawVersion) -> bool:
+        """Full PEP 440 comparison where the text allows it, so that 2.15.0.post1 is not 2.15.0."""
+        text = (version.raw if isinstance(version, RawVersion) else version).strip().split("+", 1)[0]
+        try:
+            parsed = Version(text)
+        except InvalidVersion:
+            return self.affects.contains(version)
+        return any(SpecifierSet(s).contains(parsed, prereleases=True) for s in self.affects.specifiers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "framework": self.framework,
+            "affects": self.affects.raw,
+            "fixed_in": self.fixed_in,
+            "symptom": self.symptom,
+            "workaround": self.workaround,
+            "sources": list(self.sources),
+        }
+
+
+@dataclass(frozen=True)
+class CondaPackage:
+    """A conda package that brings the CUDA runtime into an environment (`cudatoolkit`, `pytorch-cuda`).
+
+    It ships user-space libraries only; the host still needs a driver at least `min_driver` (the
+    toolkit's own, Table 3), or `min_driver_compat` through minor-version compatibility (CUDA >= 11).
+    """
+
+    name: str
+    version: str
+    cuda: RawVersion
+    channels: tuple[str, ...]
+    depends: tuple[tuple[str, str], ...]
+    min_driver: RawVersion
+    min_driver_compat: RawVersion | None
+    source: str
+    sources: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def driver_floor(self) -> RawVersion:
+        if self.min_driver_compat is not None:
+            return min(self.min_driver, self.min_driver_compat)
+        return self.min_driver
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "cuda": self.cuda.raw,
+            "channels": list(self.channels),
+            "depends": [{"name": n, "spec": s} for n, s in self.depends],
+            "min_driver": self.min_driver.raw,
+            "min_driver_compat": self.min_driver_compat.raw if self.min_driver_compat else None,
+            "driver_floor": self.driver_floor.raw,
+            "sources": list(self.sources),
+            "note": self.note,
         }
 
 
@@ -222,6 +359,18 @@ class Requirements:
     pip_extra: str | None = None
     compiler: str | None = None
     notes: tuple[str, ...] = ()
+    torchvision: tuple[str, ...] = ()
+    torchaudio: tuple[str, ...] = ()
+    cpu_index_url: str | None = None
+    defects: tuple[Defect, ...] = ()
+
+    @property
+    def default_variant(self) -> Variant | None:
+        """The build a plain `pip install torch==X` gets from PyPI on Linux x86_64 (PyTorch only)."""
+        for variant in self.variants:
+            if variant.default:
+                return variant
+        return None
 
     def python_ok(self, version: str | RawVersion) -> bool:
         return self.python.contains(version)
@@ -283,6 +432,11 @@ class Requirements:
             "pip_extra": self.pip_extra,
             "wheels": [{"name": n, "version": v} for n, v in self.wheels],
             "variants": [v.to_dict() for v in self.variants],
+            "default_variant": self.default_variant.tag if self.default_variant else None,
+            "cpu_index_url": self.cpu_index_url,
+            "torchvision": list(self.torchvision),
+            "torchaudio": list(self.torchaudio),
+            "defects": [d.to_dict() for d in self.defects],
             "sources": list(self.sources),
             "notes": list(self.notes),
         }
@@ -326,6 +480,25 @@ class Matrix:
     cudnn_releases: tuple[CudnnRelease, ...]
     forward_compat_note: str = ""
     rules: Mapping[str, str] = field(default_factory=dict)
+    conda_packages: tuple[CondaPackage, ...] = ()
+    defects: tuple[Defect, ...] = ()
+
+    def conda_package(self, name: str, version: str) -> CondaPackage:
+        """The `cudatoolkit` / `pytorch-cuda` row for `version` ("11.3", "11.3.1" and "11.3.*" alike)."""
+        rows = [p for p in self.conda_packages if p.name == name]
+        parsed = try_version(version.strip().rstrip(".*"))
+        for row in rows:
+            if row.version == version.strip() or (
+                parsed is not None and row.cuda.major_minor() == parsed.major_minor()
+            ):
+                return row
+        raise UnknownVersionError(name, version, nearest(version, [p.version for p in rows]))
+
+    def defects_for(self, framework: str, version: str) -> tuple[Defect, ...]:
+        """Known defects (rules.yaml `defects`) that affect this release."""
+        name = normalize_framework(framework)
+        text = version.strip().split("+", 1)[0]
+        return tuple(d for d in self.defects if d.framework == name and d.affects_version(text))
 
     @property
     def frameworks(self) -> tuple[str, ...]:
