@@ -43,10 +43,7 @@ def test_every_known_release_resolves_completely(m: Matrix, framework: str) -> N
         req = m.requirements(framework, version)
         assert req.version == version
         assert req.cuda is not None and req.cuda_ok(req.cuda)
-        if req.cudnn is not None:
-            assert req.cudnn_ok(req.cudnn)
-        else:  # only torch 1.12's PyPI (cu102) build has no recorded cuDNN
-            assert (framework, req.series) == ("pytorch", "1.12")
+        assert req.cudnn is not None and req.cudnn_ok(req.cudnn)
         assert req.cudnn_range is not None
         assert req.min_driver == m.min_driver_for_cuda(req.cuda)
         assert req.sources and all(u.startswith("https://") for u in req.sources)
@@ -284,6 +281,15 @@ def test_loader_accepts_a_faithful_copy(tmp_path: Path) -> None:
         ("cuda.yaml", lambda d: d.update(matrix_version="2026.12.01"), "matrix_version"),
         ("cudnn.yaml", lambda d: d["releases"][0].update(version="9.x"), "version"),
         ("rules.yaml", lambda d: d["rules"][0].update(id="made-up"), "made-up"),
+        ("rules.yaml", lambda d: d["defects"][0].update(fixed_in="2.15.0"), "inside the affected range"),
+        ("rules.yaml", lambda d: d["defects"][0].update(fixed_in="2.15.9"), "not a known release"),
+        ("rules.yaml", lambda d: d["defects"][0].pop("source"), "source"),
+        ("pytorch.yaml", lambda d: d["series"][-1]["variants"][0].update(archs=["sm_86"]), "archs"),
+        ("pytorch.yaml", lambda d: d["series"][-1]["variants"][0].update(toolkit="10.0.130"), "toolkit"),
+        ("pytorch.yaml", lambda d: d["series"][-1]["releases"][0].update(torchvision=["zero"]), "torchvision"),
+        ("tensorflow.yaml", lambda d: d["series"][0]["releases"][0].update(torchvision=["0.1"]), "pytorch"),
+        ("conda.yaml", lambda d: d["packages"][0].update(cuda="11.9"), "CUDA 11.9"),
+        ("conda.yaml", lambda d: d["packages"].append(dict(d["packages"][0])), "duplicate"),
     ],
 )
 def test_loader_rejects_broken_rows(tmp_path: Path, name: str, change, message: str) -> None:

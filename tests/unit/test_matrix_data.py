@@ -275,9 +275,195 @@ def test_pytorch_1_12_pypi_wheel_is_the_cuda_10_2_build(m: Matrix) -> None:
     req = m.requirements("torch", "1.12.0+cu113")
     assert req.version == "1.12.0"
     assert [v.tag for v in req.variants] == ["cu102", "cu113", "cu116"]
-    assert req.cuda is not None and req.cuda.raw == "10.2" and req.cudnn is None
+    # cuDNN of the cu102 build: pytorch/builder release/1.12 common/install_cuda.sh (libcudnn7_7.6.5.32).
+    assert req.cuda is not None and req.cuda.raw == "10.2" and req.cudnn is not None
+    assert req.cudnn.raw == "7.6.5.32"
     assert req.min_driver.raw == "440.33" and req.min_driver_compat is None
     cu113 = req.variant("cu113")
     assert cu113 is not None and cu113.cudnn is not None and cu113.cudnn.raw == "8.3.2.44"
     assert req.wheels == ()
     assert req.cudnn_ok("8.3.2") and req.cuda_ok("11.3")
+
+
+PREV = "https://pytorch.org/get-started/previous-versions/"
+BUILDER = "https://github.com/pytorch/builder (common/install_cuda.sh, manywheel build script)"
+
+# The plain PyPI wheel of each old release: torch/version.py inside the manylinux wheel on PyPI
+# (cuda = '9.0.176', '10.0.130', '10.1.243', '10.1', '10.2'); Python from the wheels' cpXY tags.
+TORCH_OLD = [
+    ("1.0.0", "cu90", "9.0", "2.7, 3.5-3.7", ("cu90", "cu100", "cu80")),
+    ("1.0.1", "cu90", "9.0", "2.7, 3.5-3.7", ("cu90", "cu100")),
+    ("1.1.0", "cu90", "9.0", "2.7, 3.5-3.7", ("cu90", "cu100")),
+    ("1.2.0", "cu100", "10.0", "2.7, 3.5-3.7", ("cu100", "cu92")),
+    ("1.3.1", "cu101", "10.1", "2.7, 3.5-3.7", ("cu101",)),
+    ("1.4.0", "cu101", "10.1", "2.7, 3.5-3.8", ("cu101", "cu92")),
+    ("1.5.0", "cu102", "10.2", "3.5-3.8", ("cu102", "cu101", "cu92")),
+    ("1.6.0", "cu102", "10.2", "3.6-3.8", ("cu102", "cu101", "cu92")),
+    ("1.7.0", "cu102", "10.2", "3.6-3.8", ("cu102", "cu110", "cu101", "cu92")),
+    ("1.7.1", "cu102", "10.2", "3.6-3.9", ("cu102", "cu110", "cu101", "cu92")),
+    ("1.8.0", "cu102", "10.2", "3.6-3.9", ("cu102", "cu111")),
+    ("1.8.1", "cu102", "10.2", "3.6-3.9", ("cu102", "cu111", "cu101")),
+    ("1.9.1", "cu102", "10.2", "3.6-3.9", ("cu102", "cu111")),
+    ("1.10.1", "cu102", "10.2", "3.6-3.9", ("cu102", "cu111")),
+    ("1.10.2", "cu102", "10.2", "3.6-3.9", ("cu102",)),
+    ("1.11.0", "cu102", "10.2", "3.7-3.10", ("cu102", "cu113")),
+]
+
+
+@pytest.mark.parametrize(
+    ("version", "default", "cuda", "python", "tags"),
+    TORCH_OLD,
+    ids=[f"{r[0]}:{PREV}+https://pypi.org/project/torch/{r[0]}/" for r in TORCH_OLD],
+)
+def test_pytorch_before_1_12(m, version, default, cuda, python, tags):
+    req = m.requirements("torch", version)
+    assert tuple(v.tag for v in req.variants) == tags
+    assert req.default_variant is not None and req.default_variant.tag == default
+    assert req.cuda is not None and req.cuda.raw == cuda
+    assert req.python.raw == python
+    assert req.bundles_cuda and req.wheels == ()
+
+
+def test_pytorch_1_10_2_default_is_cu102_with_cudnn_7_6_5(m):
+    # PyPI torch 1.10.2 manylinux wheel: torch/version.py cuda = '10.2'; builder release/1.10
+    # install_cuda.sh installs libcudnn7_7.6.5.32-1+cuda10.2 for it.
+    req = m.requirements("torch", "1.10.2")
+    assert req.default_variant is not None and req.default_variant.tag == "cu102"
+    assert req.cudnn is not None and req.cudnn.raw == "7.6.5.32"
+    assert req.min_driver.raw == "440.33"  # CUDA 10.2.89 (Table 3)
+    assert req.python_ok("3.9.7") and not req.python_ok("3.10.0")
+    assert req.torchvision == ("0.11.3",) and req.torchaudio == ("0.10.2",)
+
+
+def test_pytorch_1_7_1_cu110_driver_floor(m):
+    # builder (Dec 2020) builds cu110 with cuda_11.0.3_450.51.06; Table 3: 11.0.3 Update 1 >= 450.51.06.
+    # (Not the 11.0.1 RC row, >= 450.36.06.) Minor-version compat floor of 11.x: 450.80.02.
+    cu110 = m.requirements("torch", "1.7.1").variant("cu110")
+    assert cu110 is not None and cu110.toolkit is not None and cu110.toolkit.raw == "11.0.3"
+    assert cu110.min_driver.raw == "450.51.06"
+    assert cu110.min_driver_compat is not None and cu110.min_driver_compat.raw == "450.80.02"
+    assert cu110.cudnn is not None and cu110.cudnn.raw == "8.0.5.39"
+
+
+def test_pytorch_1_0_0_cu80_needs_the_cuda_8_driver(m):
+    # previous-versions: 1.0.0 has a CUDA 8.0 wheel; builder Dec 2018: cuda_8.0.61_375.26 (Table 3: >= 375.26).
+    req = m.requirements("torch", "1.0.0")
+    cu80 = req.variant("cu80")
+    assert cu80 is not None and cu80.min_driver.raw == "375.26"
+    assert req.min_driver.raw == "384.81"  # the PyPI cu90 wheel: CUDA 9.0
+    assert req.driver_floor.raw == "375.26"
+
+
+ARCHS = [
+    # TORCH_CUDA_ARCH_LIST of pytorch/builder's release branch: CUDA 10.x "3.7;5.0;6.0;7.0", CUDA 11.1-11.7
+    # add "7.5;8.0;8.6", CUDA 11.8 (2.0) adds 9.0, from 2.1 the list starts at 5.0 and 12.x adds 9.0.
+    ("1.9.0", "cu102", ("sm_37", "sm_50", "sm_60", "sm_70")),
+    ("1.10.2", "cu102", ("sm_37", "sm_50", "sm_60", "sm_70")),
+    ("1.11.0", "cu113", ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86")),
+    ("1.12.1", "cu102", ("sm_37", "sm_50", "sm_60", "sm_70")),
+    ("1.13.1", "cu117", ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86")),
+    ("2.0.1", "cu118", ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")),
+    ("2.3.1", "cu121", ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")),
+]
+
+
+@pytest.mark.parametrize(("version", "tag", "sm"), ARCHS, ids=[f"{r[0]}+{r[1]}:{BUILDER}" for r in ARCHS])
+def test_pytorch_gpu_architectures(m, version, tag, sm):
+    variant = m.requirements("torch", version).variant(tag)
+    assert variant is not None and variant.sm_archs == sm
+
+
+def test_cu102_builds_cannot_run_on_ampere(m):
+    # No sm_8x SASS and no PTX in the CUDA 10.2 builds: an RTX 30xx (8.6) or A100 (8.0) has no kernel image.
+    cu102 = m.requirements("torch", "1.10.2").variant("cu102")
+    assert cu102 is not None
+    assert cu102.has_kernels_for("8.6") is False and cu102.has_kernels_for("sm_80") is False
+    assert cu102.has_kernels_for("7.5") is True  # sm_70 SASS runs on 7.5 (same major)
+    cu111 = m.requirements("torch", "1.10.2").variant("cu111")
+    assert cu111 is None  # 1.10.2's other variants are not confirmed
+    cu113 = m.requirements("torch", "1.11.0").variant("cu113")
+    assert cu113 is not None and cu113.has_kernels_for("8.6") and not cu113.has_kernels_for("9.0")
+    # Old releases whose build arch list was not confirmed answer "unknown".
+    old = m.requirements("torch", "1.7.1").variant("cu110")
+    assert old is not None and old.has_kernels_for("8.0") is None
+
+
+# torchvision/torchaudio whose PyPI wheel pins exactly this torch (Requires-Dist: torch==X);
+# 1.0.x/1.1.0 torchvision from the previous-versions page (0.2.x wheels pin no torch).
+PAIRS = [
+    ("1.0.0", ("0.2.1",), ()),
+    ("1.1.0", ("0.3.0",), ()),
+    ("1.2.0", ("0.4.0",), ("0.3.0",)),
+    ("1.3.1", ("0.4.2",), ("0.3.2",)),
+    ("1.7.0", ("0.8.0", "0.8.1"), ("0.7.0",)),
+    ("1.7.1", ("0.8.2",), ("0.7.2",)),
+    ("1.10.0", ("0.11.0", "0.11.1"), ("0.10.0",)),
+    ("2.0.0", ("0.15.0", "0.15.1"), ("2.0.0", "2.0.1")),
+    ("2.5.1", ("0.20.1",), ("2.5.1",)),
+    ("2.14.0", ("0.29.0",), ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("version", "vision", "audio"), PAIRS, ids=[f"{r[0]}:https://pypi.org/project/torchvision/" for r in PAIRS]
+)
+def test_torchvision_torchaudio_pairing(m, version, vision, audio):
+    req = m.requirements("torch", version)
+    assert req.torchvision == vision and req.torchaudio == audio
+
+
+def test_every_torch_release_1_0_to_1_11_is_known(m):
+    known = set(m.known_versions("torch"))
+    wanted = "1.0.0 1.0.1 1.1.0 1.2.0 1.3.0 1.3.1 1.4.0 1.5.0 1.5.1 1.6.0 1.7.0 1.7.1 1.8.0 1.8.1 1.9.0 1.9.1"
+    assert set((wanted + " 1.10.0 1.10.1 1.10.2 1.11.0").split()) <= known
+
+
+def test_every_new_row_cites_sources(m):
+    for version in m.known_versions("torch"):
+        req = m.requirements("torch", version)
+        assert req.sources and all(u.startswith("https://") for u in req.sources)
+    for pkg in m.conda_packages:
+        assert pkg.sources and all(u.startswith("https://") for u in pkg.sources)
+    for defect in m.defects:
+        assert defect.sources and all(u.startswith("https://github.com/") for u in defect.sources[:1])
+
+
+CONDA = [
+    # cudatoolkit ships the runtime only: the host needs the toolkit's driver (Table 3) or the 11.x compat floor.
+    ("cudatoolkit", "10.2", "440.33", None),
+    ("cudatoolkit", "9.2", "396.26", None),
+    ("cudatoolkit", "11.3", "465.19.01", "450.80.02"),
+    ("cudatoolkit", "11.8", "520.61.05", "450.80.02"),
+    ("pytorch-cuda", "12.1", "530.30.02", "525.60.13"),
+    ("pytorch-cuda", "11.6", "510.39.01", "450.80.02"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "driver", "compat"), CONDA, ids=[f"{r[0]}={r[1]}:{CUDA_RN}" for r in CONDA]
+)
+def test_conda_packages_driver_floors(m, name, version, driver, compat):
+    pkg = m.conda_package(name, version)
+    assert pkg.min_driver.raw == driver
+    assert (pkg.min_driver_compat.raw if pkg.min_driver_compat else None) == compat
+
+
+def test_pytorch_cuda_metapackage_pulls_the_nvidia_runtime(m):
+    # pytorch/builder conda/pytorch-cuda/meta.yaml: 12.1 requires cuda-cudart >=12.1,<12.2 and libnvjitlink.
+    pkg = m.conda_package("pytorch-cuda", "12.1")
+    deps = dict(pkg.depends)
+    assert deps["cuda-cudart"] == ">=12.1,<12.2" and deps["libcublas"] == ">=12.1.0.26,<12.1.3.1"
+    assert "libnvjitlink" in deps and "libnvjitlink" not in dict(m.conda_package("pytorch-cuda", "11.8").depends)
+    assert pkg.channels == ("pytorch", "nvidia")
+
+
+def test_known_defects(m):
+    # tensorflow#66517: 2.15.0 [and-cuda] pins tensorrt-libs==8.6.1; 2.15.0.post1 drops the TensorRT pins.
+    (tf,) = m.defects_for("tensorflow", "2.15.0")
+    assert tf.fixed_in == "2.15.0.post1" and tf.sources[0] == "https://github.com/tensorflow/tensorflow/issues/66517"
+    assert m.defects_for("tensorflow", "2.15.0.post1") == () and m.defects_for("tensorflow", "2.15.1") == ()
+    assert m.requirements("tensorflow", "2.15.0").defects == (tf,)
+    # pytorch#103832: 1.13 PyPI wheels and a foreign CUDA 11 cuBLAS.
+    (torch,) = m.defects_for("torch", "1.13.1+cu117")
+    assert torch.fixed_in is None and torch.id in {d.id for d in m.requirements("torch", "1.13.0").defects}
+    assert m.defects_for("torch", "2.0.0") == ()
