@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from remediator.cli.render import FORMAT_OPTION, echo_json
-from remediator.matrix import load_matrix, parse_target
+from remediator.matrix import Variant, load_matrix, parse_target
 
 
 @click.group("matrix")
@@ -46,7 +46,17 @@ def show(target: str, fmt: str) -> int:
     if req.wheels:
         rows.append(("wheels", ", ".join(f"{n}=={v}" for n, v in req.wheels)))
     for v in req.variants:
-        rows.append(("variant", f"{v.tag}: CUDA {v.cuda}, cuDNN {v.cudnn}"))
+        rows.append(("variant", _variant_text(v)))
+    if req.cpu_index_url:
+        rows.append(("variant", f"cpu: {req.cpu_index_url}"))
+    if req.torchvision:
+        rows.append(("torchvision", ", ".join(req.torchvision)))
+    if req.torchaudio:
+        rows.append(("torchaudio", ", ".join(req.torchaudio)))
+    for d in req.defects:
+        fixed = f"fixed in {d.fixed_in}" if d.fixed_in else "no fixed release"
+        rows.append(("known defect", f"{d.id} ({fixed}): {d.symptom} [{d.source}]"))
+    rows += [("note", n) for n in req.notes]
     rows += [("source", s) for s in req.sources]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -62,6 +72,17 @@ def list_versions(framework: str) -> int:
     for v in load_matrix().known_versions(framework):
         click.echo(v)
     return 0
+
+
+def _variant_text(v: Variant) -> str:
+    toolkit = f" ({v.toolkit})" if v.toolkit is not None else ""
+    text = f"{v.tag}{' [pip default]' if v.default else ''}: CUDA {v.cuda}{toolkit}, cuDNN {v.cudnn or 'n/a'}"
+    text += f", driver >= {v.min_driver}"
+    if v.min_driver_compat is not None:
+        text += f" (compat >= {v.min_driver_compat})"
+    if v.sm_archs:
+        text += f", GPUs: {' '.join(v.sm_archs + v.ptx_archs)}"
+    return text
 
 
 def _tested_and_range(tested: object, rng: object) -> str:
