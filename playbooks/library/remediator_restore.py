@@ -19,7 +19,9 @@ description:
     path (newest first), by rename or by copy, verify and remove across filesystems, and marks it
     C(restored) once type, mode, owner, link targets and every file's sha256 match the record.
   - Refuses an item whose original path is taken by something else now, or whose original path
-    fails the allowlist on this host; the other items are still restored, and the module fails.
+    fails the allowlist on this host, or lies under a directory not owned by the module's uid or
+    writable by group or others; the other items are still restored, and the module fails.
+  - Moves through directory fds opened from / without following symlinks (as remediator_quarantine).
   - Resumes after a kill; a second run changes nothing.
 options:
   run_id:
@@ -82,14 +84,17 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.remediator_common import (
+    Unsafe,
     check_real_path,
     fsync_dir,
+    lexists_at,
     load_manifest,
-    makedirs,
+    locate,
     module_run_dir,
-    move,
+    move_at,
     now,
-    same_content,
+    open_dir,
+    same_content_at,
     write_manifest,
 )
 
@@ -111,41 +116,67 @@ def main():
     if doc is None:
         module.fail_json(msg="no quarantine manifest for run %s under %s" % (p["run_id"], p["root"]))
     managed = tuple(p["managed_roots"])
+    items_fd = None
+    if p["restore_items"] and doc["items"]:
+        try:
+            items_fd = open_dir(os.path.realpath(os.path.join(directory, "items")), allow_sticky=True,
+                                missing_ok=True)
+        except Unsafe as exc:
+            module.fail_json(msg="refused: the quarantine: %s" % exc)
 
+    # Each original's parent is resolved and opened once (without following symlinks, every directory on the way
+    # owned by us and writable by no one else); the item is checked and put back through that fd only.
     todo, conflicts = [], []
     for item in reversed(doc["items"] if p["restore_items"] else []):
         original = item["original_path"]
-        stored = os.path.join(directory, item["stored_as"])
+        stored = os.path.basename(item["stored_as"])
         if item["state"] == "restored":
             continue
-        if item["state"] == "pending":
-            if os.path.lexists(original) and not os.path.lexists(stored):
-                continue  # never moved: nothing to restore
-            if not os.path.lexists(original) and os.path.lexists(stored):
-                item["state"] = "moved"  # the apply run died after the move, before recording it
+        kept = items_fd is not None and lexists_at(items_fd, stored)
+        if item["state"] == "pending" and os.path.lexists(original) and not kept:
+            continue  # never moved: nothing to restore
         ok, why = check_real_path(original, managed)
+        parent_fd = None
+        if ok:
+            try:
+                real_parent, leaf = locate(original, managed)
+                parent_fd = open_dir(real_parent, missing_ok=True)
+            except Unsafe as exc:
+                ok, why = False, str(exc)
         if not ok:
             conflicts.append({"path": original, "why": "refused: " + why})
             continue
-        if os.path.lexists(original):
-            if not os.path.lexists(stored) and same_content(item, original):
-                todo.append((item, "mark"))  # a killed rollback moved it back already
+        here = parent_fd is not None and lexists_at(parent_fd, leaf)
+        if item["state"] == "pending" and not here and kept:
+            item["state"] = "moved"  # the apply run died after the move, before recording it
+        if here:
+            try:
+                same = not kept and same_content_at(item, parent_fd, leaf, original)
+            except (Unsafe, OSError) as exc:
+                conflicts.append({"path": original, "why": "refused: %s" % exc})
+                continue
+            finally:
+                os.close(parent_fd)
+            if same:
+                todo.append((item, "mark", real_parent, leaf))  # a killed rollback moved it back already
             else:
                 conflicts.append({"path": original, "why": "something else is there now; left in quarantine"})
             continue
-        if not os.path.lexists(stored):
-            conflicts.append({"path": original, "why": "stored copy %s is missing" % stored})
+        if parent_fd is not None:
+            os.close(parent_fd)
+        if not kept:
+            conflicts.append({"path": original, "why": "stored copy %s/%s is missing" % (directory, item["stored_as"])})
             continue
-        todo.append((item, "move"))
+        todo.append((item, "move", real_parent, leaf))
 
     dirs = [d for d in sorted(set(p["remove_empty_dirs"]), key=lambda d: d.count("/"), reverse=True)
             if d.startswith("/") and d.count("/") >= 2 and os.path.normpath(d) == d]
     empty = [d for d in dirs if os.path.isdir(d) and not os.path.islink(d) and not os.listdir(d)]
-    diff = {"before": "".join("%s/%s\n" % (directory, i["stored_as"]) for i, _ in todo)
+    diff = {"before": "".join("%s/%s\n" % (directory, t[0]["stored_as"]) for t in todo)
             + "".join("%s/\n" % d for d in empty),
-            "after": "".join("%s\n" % i["original_path"] for i, _ in todo)}
+            "after": "".join("%s\n" % t[0]["original_path"] for t in todo)}
     if module.check_mode:
-        module.exit_json(changed=bool(todo or empty), restored=[i["original_path"] for i, _ in todo],
+        module.exit_json(changed=bool(todo or empty), restored=[t[0]["original_path"] for t in todo],
                          conflicts=conflicts, removed_dirs=empty, packages=doc["packages"], changes=doc["changes"],
                          diff=diff)
     removed_dirs = []
@@ -158,17 +189,20 @@ def main():
         removed_dirs.append(d)
 
     restored = []
-    for item, how in todo:
+    for item, how, real_parent, leaf in todo:
         original = item["original_path"]
-        stored = os.path.join(directory, item["stored_as"])
         if how == "move":
-            makedirs(os.path.dirname(original), 0o755)
             try:
-                move(stored, original, item)
-            except OSError as exc:
+                # Made again where a run took the directories away (a toolkit whose lib64 was quarantined whole).
+                parent_fd = open_dir(real_parent, create=0o755)
+                move_at(items_fd, os.path.basename(item["stored_as"]), parent_fd, leaf, item,
+                        "%s/%s" % (directory, item["stored_as"]))
+                same = same_content_at(item, parent_fd, leaf, original)
+                os.close(parent_fd)
+            except (Unsafe, OSError) as exc:
                 conflicts.append({"path": original, "why": "moving back failed: %s" % exc})
                 continue
-            if not same_content(item, original):
+            if not same:
                 conflicts.append({"path": original, "why": "restored, but it differs from the manifest record"})
                 continue
         item["state"] = "restored"

@@ -3,7 +3,9 @@
 
 Modules run on the managed host without the remediator package, so the allowlist of
 remediator/safety.py is repeated here (a unit test asserts the two are equal) and every path is checked
-again on the host, against where it really is after symlinks are resolved. Stdlib only; Python >= 3.6.
+again on the host, against where it really is after symlinks are resolved. Items are then read, moved and
+removed only through directory fds opened without following symlinks, under directories no other user can
+write to. Stdlib only; Python >= 3.6.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,7 +19,6 @@ import os
 import posixpath
 import pwd
 import re
-import shutil
 import stat
 
 __metaclass__ = type
@@ -168,15 +169,129 @@ def write_manifest(directory, doc):
     fsync_dir(directory)
 
 
+# --- directories on the way to an item, opened without following symlinks ------------------------------------
+#
+# A non-root user who can write in a directory on the way to an item could swap a symlink or a FIFO in between
+# our check and our use. So the directories are opened as fds from / one component at a time with O_NOFOLLOW,
+# each must be owned by the trusted uid and not writable by group or others, and everything below is done
+# relative to those fds (lstat, open, rename, unlink), never by path again.
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | _CLOEXEC
+# O_NONBLOCK: a FIFO swapped in after lstat must not block the open (it is refused by the fstat after it).
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | _CLOEXEC
+
+
+class Unsafe(Exception):
+    """A path a module must not act on; the message names it and says why."""
+
+
+def trusted_uid():
+    # The owner every directory on the way to an item must have. The modules run as root (become), so this is
+    # uid 0 on a host; taking the effective uid instead of a literal 0 makes tests (run as root in CI) judge
+    # alike, and a module run as another user trusts only its own directories, never a third user's.
+    return os.geteuid()
+
+
+def _untrusted(st, allow_sticky):
+    """Why a directory with stat `st` could be changed by someone else, or None."""
+    if st.st_uid != trusted_uid():
+        return "is owned by uid %d, not by uid %d" % (st.st_uid, trusted_uid())
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not (allow_sticky and mode & stat.S_ISVTX):
+        return "is writable by group or others (mode %04o)" % mode
+    return None
+
+
+def open_dir(path, allow_sticky=False, create=None, missing_ok=False):
+    """An fd of directory `path` (absolute, normalised), walked from / with O_NOFOLLOW and checked on the way.
+
+    Every directory from / to `path` must be owned by the trusted uid and not writable by group or others
+    (`allow_sticky`: a sticky one may be, as /tmp above a quarantine root: nobody else can rename our entries
+    in it). `create`: the mode for missing directories (made as we go); else a missing one raises ENOENT, or
+    returns None with `missing_ok`. A symlink on the way raises Unsafe: resolve it first, then open the result.
+    """
+    if not path.startswith("/") or posixpath.normpath(path) != path or path.startswith("//"):
+        raise Unsafe("%s is not an absolute, normalised path" % path)
+    fd = os.open("/", _DIR_FLAGS)
+    here = "/"
+    try:
+        for name in [""] + [c for c in path.split("/") if c]:
+            if name:
+                here = posixpath.join(here, name)
+                nfd = _open_child_dir(fd, name, here, create)
+                if nfd is None:
+                    if missing_ok:
+                        os.close(fd)
+                        return None
+                    raise OSError(errno.ENOENT, "no such directory", here)
+                os.close(fd)
+                fd = nfd
+            why = _untrusted(os.fstat(fd), allow_sticky)
+            if why:
+                raise Unsafe("directory %s %s" % (here, why))
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_child_dir(fd, name, here, create):
+    for attempt in (1, 2):
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise Unsafe("%s is not a directory (a symlink is not followed here)" % here) from None
+            if exc.errno != errno.ENOENT:
+                raise
+            if create is None or attempt == 2:
+                return None
+        try:
+            os.mkdir(name, create, dir_fd=fd)
+        except FileExistsError:
+            pass
+        os.fsync(fd)
+    return None
+
+
+def locate(path, managed_roots=()):
+    """(real parent, name) of `path`: the parent resolved once, and the entry there still on the allowlist.
+
+    Open the parent with open_dir and use that fd from then on: a symlink swapped in later is not followed.
+    """
+    parent, leaf = os.path.split(path)
+    real_parent = os.path.realpath(parent)
+    real_roots = tuple(os.path.realpath(r) for r in managed_roots) + tuple(managed_roots)
+    ok, why = check_path(os.path.join(real_parent, leaf), real_roots)
+    if not ok:
+        raise Unsafe("%s is really at %s, which is %s" % (path, os.path.join(real_parent, leaf), why))
+    return real_parent, leaf
+
+
+def check_parents(path, managed_roots=()):
+    """Why the directories on the way to `path` make it unsafe to act on, or None (a missing one is no reason)."""
+    try:
+        real_parent, _leaf = locate(path, managed_roots)
+        fd = open_dir(real_parent, missing_ok=True)
+    except Unsafe as exc:
+        return str(exc)
+    if fd is not None:
+        os.close(fd)
+    return None
+
+
+def lexists_at(dir_fd, name):
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise
+    return True
+
+
 # --- what a path is, byte for byte ----------------------------------------------------------------------------
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _names(st):
@@ -201,37 +316,84 @@ def kind_of(st):
     return "other"
 
 
-def entry(path, rel=None):
-    """One manifest record for `path` (not followed): type, mode, owner, link target, sha256."""
-    st = os.lstat(path)
+def _open_at(dir_fd, name, st, label):
+    """A read fd of what lstat saw as `st` at `name` (a regular file or a directory), refused if it changed since.
+
+    O_NOFOLLOW and O_NONBLOCK: a symlink swapped in is not followed, a FIFO does not block; the fstat after the
+    open must show the same regular file (or directory) lstat saw.
+    """
+    flags = _DIR_FLAGS if stat.S_ISDIR(st.st_mode) else _READ_FLAGS
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+            raise Unsafe("%s changed while it was read: it is no longer the %s it was"
+                         % (label, kind_of(st))) from None
+        raise
+    fst = os.fstat(fd)
+    if stat.S_IFMT(fst.st_mode) != stat.S_IFMT(st.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise Unsafe("%s changed while it was read: it is no longer the %s it was (now %s)"
+                     % (label, kind_of(st), kind_of(fst) if kind_of(fst) != "other" else "not a regular file"))
+    return fd
+
+
+def _sha256_fd(fd):
+    h = hashlib.sha256()
+    for chunk in iter(lambda: os.read(fd, 1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def entry_at(dir_fd, name, label, rel=None):
+    """One manifest record for `name` in `dir_fd` (not followed): type, mode, owner, link target, sha256."""
+    st = os.lstat(name, dir_fd=dir_fd)
     kind = kind_of(st)
     owner, group = _names(st)
+    sha = None
+    if kind == "file":
+        fd = _open_at(dir_fd, name, st, label)
+        try:
+            sha = _sha256_fd(fd)
+        finally:
+            os.close(fd)
     rec = {"type": kind, "mode": "%04o" % stat.S_IMODE(st.st_mode), "owner": owner, "group": group,
            "uid": st.st_uid, "gid": st.st_gid, "size": st.st_size if kind == "file" else 0,
            "mtime_ns": getattr(st, "st_mtime_ns", int(st.st_mtime * 1e9)),
-           "link_target": os.readlink(path) if kind == "symlink" else None,
-           "sha256": sha256_file(path) if kind == "file" else None}
+           "link_target": os.readlink(name, dir_fd=dir_fd) if kind == "symlink" else None,
+           "sha256": sha}
     if rel is not None:
         rec["path"] = rel
-    return rec
+    return rec, st
 
 
-def tree(path):
-    """Records for everything under directory `path`, sorted, paths relative to it."""
-    out = []
-    for top, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            full = os.path.join(top, name)
-            out.append(entry(full, os.path.relpath(full, path)))
+def _tree_at(fd, label, prefix, out):
+    """Records for everything in directory `fd`: its entries (sorted), then each subdirectory's, as os.walk."""
+    subdirs = []
+    for name in sorted(os.listdir(fd)):
+        rel = name if not prefix else prefix + "/" + name
+        rec, st = entry_at(fd, name, label + "/" + name, rel)
+        out.append(rec)
+        if rec["type"] == "dir":
+            subdirs.append((name, rel, st))
+    for name, rel, st in subdirs:
+        sub = _open_at(fd, name, st, label + "/" + name)
+        try:
+            _tree_at(sub, label + "/" + name, rel, out)
+        finally:
+            os.close(sub)
     return out
 
 
-def describe(path):
-    """The manifest fields of an item about to be quarantined."""
-    rec = entry(path)
+def describe_at(dir_fd, name, label):
+    """The manifest fields of `name` in `dir_fd`: its record, and the tree below a directory."""
+    rec, st = entry_at(dir_fd, name, label)
     if rec["type"] == "dir":
-        rec["tree"] = tree(path)
+        fd = _open_at(dir_fd, name, st, label)
+        try:
+            rec["tree"] = _tree_at(fd, label, "", [])
+        finally:
+            os.close(fd)
     return rec
 
 
@@ -241,31 +403,43 @@ def total_size(rec):
     return rec.get("size", 0) + 4096
 
 
-def digest(path):
-    """What `path` is now, in the fields that must survive a move (for comparing before and after)."""
-    if not os.path.lexists(path):
-        return None
-    rec = describe(path)
-    keep = ("type", "mode", "uid", "gid", "link_target", "sha256", "path", "size")
-    out = {k: rec.get(k) for k in keep if k != "path"}
-    if rec["type"] == "dir":
-        out["tree"] = [{k: e.get(k) for k in keep} for e in rec["tree"]]
-    return out
+_KEEP = ("type", "mode", "uid", "gid", "link_target", "sha256", "size")
 
 
-def same_content(recorded, path):
-    """Whether `path` matches what the manifest recorded for it (type, mode, owner, links, file hashes)."""
-    now_ = digest(path)
-    if now_ is None:
+def _fields(rec):
+    return {k: rec.get(k) for k in _KEEP}
+
+
+def same_content_at(recorded, dir_fd, name, label, leftover=False):
+    """Whether `name` in `dir_fd` matches what the manifest recorded (type, mode, owner, size, links, hashes).
+
+    `leftover`: a directory may also be what is left of the recorded one after a removal was cut short: every
+    entry still there must match its record, none may be new.
+    """
+    if not lexists_at(dir_fd, name):
         return False
-    want = {k: recorded.get(k) for k in ("type", "mode", "uid", "gid", "link_target", "sha256", "size")}
-    have = {k: now_.get(k) for k in want}
-    if want != have:
+    have = describe_at(dir_fd, name, label)
+    if _fields(have) != _fields(recorded):
         return False
-    if recorded["type"] == "dir":
-        keep = ("type", "mode", "uid", "gid", "link_target", "sha256", "path", "size")
-        return [{k: e.get(k) for k in keep} for e in recorded.get("tree", [])] == now_["tree"]
-    return True
+    if recorded["type"] != "dir":
+        return True
+    want = {e.get("path"): _fields(e) for e in recorded.get("tree", [])}
+    now_ = {e["path"]: _fields(e) for e in have["tree"]}
+    if leftover:
+        return all(want.get(p) == f for p, f in now_.items())
+    return want == now_
+
+
+def unchanged_at(recorded, dir_fd, name, label):
+    """Raise Unsafe unless `name` is still what the record says by lstat: type, mode, owner, size, link target."""
+    st = os.lstat(name, dir_fd=dir_fd)
+    kind = kind_of(st)
+    have = {"type": kind, "mode": "%04o" % stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+            "size": st.st_size if kind == "file" else 0,
+            "link_target": os.readlink(name, dir_fd=dir_fd) if kind == "symlink" else None}
+    differs = [k for k in sorted(have) if have[k] != recorded.get(k)]
+    if differs:
+        raise Unsafe("%s is no longer what the manifest recorded (%s differ)" % (label, ", ".join(differs)))
 
 
 def free_bytes(path):
@@ -284,84 +458,93 @@ def device_of(path):
 
 
 # --- moving, with a copy that is verified before the source goes when a rename cannot cross filesystems -------
+#
+# Everything here works on (directory fd, name) pairs from open_dir and never follows a symlink.
 
 
-def _copy_meta(src_st, dst):
-    os.lchown(dst, src_st.st_uid, src_st.st_gid)
-    if not stat.S_ISLNK(src_st.st_mode):
-        os.chmod(dst, stat.S_IMODE(src_st.st_mode))
-        os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
+def _set_meta(fd, st):
+    os.fchown(fd, st.st_uid, st.st_gid)  # before the mode: chown clears setuid bits
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_one(src, dst):
-    st = os.lstat(src)
+def _copy_at(src_fd, src_name, dst_fd, dst_name, label):
+    """Copy `src_name` to `dst_name` keeping types, modes, owners, times and link targets (directories last)."""
+    st = os.lstat(src_name, dir_fd=src_fd)
     if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISDIR(st.st_mode):
-        os.mkdir(dst, 0o700)
-    elif stat.S_ISREG(st.st_mode):
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-    else:
-        raise OSError(errno.EINVAL, "cannot move %s: not a file, directory or symlink" % src)
-    return st
-
-
-def copy_exact(src, dst):
-    """Copy `src` to `dst` keeping types, modes, owners, times and link targets (directories last)."""
-    st = _copy_one(src, dst)
-    dirs = [(src, dst, st)] if stat.S_ISDIR(st.st_mode) else []
-    if stat.S_ISDIR(st.st_mode):
-        for top, subdirs, files in os.walk(src):
-            subdirs.sort()
-            rel = os.path.relpath(top, src)
-            for name in sorted(subdirs + files):
-                s = os.path.join(top, name)
-                d = os.path.normpath(os.path.join(dst, rel, name))
-                sst = _copy_one(s, d)
-                if stat.S_ISDIR(sst.st_mode):
-                    dirs.append((s, d, sst))
-                else:
-                    _copy_meta(sst, d)
-        for _s, d, dst_st in reversed(dirs):
-            fsync_dir(d)
-            _copy_meta(dst_st, d)
-    else:
-        _copy_meta(st, dst)
-
-
-def remove_tree(path):
-    """Remove what was just copied elsewhere and verified (the only removal these modules make)."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
-def move(src, dst, recorded):
-    """Move `src` to `dst`: rename, or copy + verify against `recorded` + remove the source.
-
-    Returns "rename" or "copy". The copy lands in `dst + '.partial'` and is renamed to `dst` only when it
-    matches the record, so a `dst` that exists is always complete.
-    """
+        os.symlink(os.readlink(src_name, dir_fd=src_fd), dst_name, dir_fd=dst_fd)
+        os.chown(dst_name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+        return
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise Unsafe("cannot move %s: not a file, directory or symlink" % label)
+    sfd = _open_at(src_fd, src_name, st, label)
     try:
-        os.rename(src, dst)
-        fsync_dir(os.path.dirname(dst))
-        fsync_dir(os.path.dirname(src))
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(dst_name, 0o700, dir_fd=dst_fd)
+            dfd = os.open(dst_name, _DIR_FLAGS, dir_fd=dst_fd)
+            try:
+                for name in sorted(os.listdir(sfd)):
+                    _copy_at(sfd, name, dfd, name, label + "/" + name)
+                os.fsync(dfd)
+                _set_meta(dfd, st)
+            finally:
+                os.close(dfd)
+        else:
+            dfd = os.open(dst_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, 0o600,
+                          dir_fd=dst_fd)
+            try:
+                for chunk in iter(lambda: os.read(sfd, 1 << 20), b""):
+                    while chunk:
+                        chunk = chunk[os.write(dfd, chunk):]
+                os.fsync(dfd)
+                _set_meta(dfd, st)
+            finally:
+                os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
+def remove_at(dir_fd, name, label):
+    """Remove `name` (a tree: deepest first) from `dir_fd`; only ever called on what is verified elsewhere."""
+    st = os.lstat(name, dir_fd=dir_fd)
+    if stat.S_ISDIR(st.st_mode):
+        fd = _open_at(dir_fd, name, st, label)
+        try:
+            for child in sorted(os.listdir(fd)):
+                remove_at(fd, child, label + "/" + child)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def move_at(src_fd, src_name, dst_fd, dst_name, recorded, label):
+    """Move `src_name` to `dst_name`: rename, or copy + verify against `recorded` + remove the source.
+
+    Returns "rename" or "copy". The source must still be what `recorded` says (by lstat) and `dst_name` must
+    not exist. The copy lands in `dst_name + '.partial'` and is renamed to `dst_name` only when it matches the
+    record, so a `dst_name` that exists is always complete.
+    """
+    unchanged_at(recorded, src_fd, src_name, label)
+    if lexists_at(dst_fd, dst_name):
+        raise OSError(errno.EEXIST, "something is in the way", dst_name)
+    try:
+        os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        os.fsync(dst_fd)
+        os.fsync(src_fd)
         return "rename"
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    partial = dst + ".partial"
-    if os.path.lexists(partial):
-        remove_tree(partial)  # our own unfinished copy; the source is still whole
-    copy_exact(src, partial)
-    if not same_content(recorded, partial):
-        raise OSError(errno.EIO, "the copy of %s does not match its manifest record" % src)
-    os.rename(partial, dst)
-    fsync_dir(os.path.dirname(dst))
-    remove_tree(src)
-    fsync_dir(os.path.dirname(src))
+    partial = dst_name + ".partial"
+    if lexists_at(dst_fd, partial):
+        remove_at(dst_fd, partial, partial)  # our own unfinished copy; the source is still whole
+    _copy_at(src_fd, src_name, dst_fd, partial, label)
+    if not same_content_at(recorded, dst_fd, partial, label + " (copy)"):
+        raise OSError(errno.EIO, "the copy of %s does not match its manifest record" % label)
+    os.rename(partial, dst_name, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
+    os.fsync(dst_fd)
+    remove_at(src_fd, src_name, label)
+    os.fsync(src_fd)
     return "copy"

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,7 @@ class Host:
         self.qroot = tmp / "quarantine"
         for d in (self.usr_local, self.profile_d):
             d.mkdir()
+            d.chmod(0o755)  # whatever the umask: the modules refuse directories others may write to
         shim = tmp / "shim"
         shim.mkdir()
         # Ansible ships module_utils inside its payload; here they join ansible.module_utils at startup.
@@ -81,6 +83,11 @@ class Host:
         self.shim = shim
         self.mounts: list[str] = []
 
+    def attack(self, code: str) -> None:
+        """Run `code` in the module's interpreter at startup: an attacker's move, hooked in where it hurts most."""
+        with (self.shim / "sitecustomize.py").open("a") as f:
+            f.write(code)
+
     def real(self, path: str) -> Path:
         """Where a host path lives on this machine."""
         for prefix, local in (("/usr/local", self.usr_local), ("/etc/profile.d", self.profile_d)):
@@ -88,7 +95,8 @@ class Host:
                 return local / path[len(prefix):].lstrip("/")
         raise ValueError(path)
 
-    def run(self, module: str, args: dict, *, check: bool = False, diff: bool = False) -> dict:
+    def run(self, module: str, args: dict, *, check: bool = False, diff: bool = False, timeout: float = 120,
+            killed: bool = False) -> dict:
         full = {**args, "_ansible_check_mode": check, "_ansible_diff": diff}
         argfile = self.tmp / "args.json"
         argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": full}))
@@ -97,8 +105,14 @@ class Host:
             f"mount --bind {self.profile_d} /etc/profile.d\n"
             f'exec "$0" {LIBRARY / (module + ".py")} {argfile}\n')
         env = {**os.environ, "PYTHONPATH": str(self.shim)}
-        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, sys.executable],
-                              capture_output=True, text=True, env=env, timeout=120)
+        try:
+            proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                                   sys.executable], capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{module} hung for {timeout} s (killed)") from None
+        if killed:
+            assert proc.returncode != 0 and not proc.stdout.strip(), (proc.returncode, proc.stdout, proc.stderr)
+            return {}
         try:
             return json.loads(proc.stdout)
         except ValueError:
@@ -129,6 +143,8 @@ def make_toolkit(host: Host, version: str = "10.1") -> Path:
     tk = host.usr_local / f"cuda-{version}"
     (tk / "lib64").mkdir(parents=True)
     (tk / "bin").mkdir()
+    for d in (tk, tk / "lib64", tk / "bin"):
+        d.chmod(0o755)
     (tk / "lib64" / "libcudart.so.10.1.243").write_bytes(os.urandom(70000))
     (tk / "lib64" / "libcudart.so.10.1").symlink_to("libcudart.so.10.1.243")
     (tk / "bin" / "nvcc").write_text("#!/bin/sh\necho nvcc\n")
@@ -283,6 +299,183 @@ def test_restore_refuses_to_overwrite(host: Host) -> None:
     assert out.get("failed") and out["conflicts"][0]["path"] == "/etc/profile.d/cuda.sh"
     assert (host.profile_d / "cuda.sh").read_text() == "someone else's\n"
     assert (host.qroot / RUN / "items" / "0001").read_text() == "old\n"
+
+
+# --- a user who can write somewhere on the way must not turn the modules against the host --------------------
+#
+# The attacks are hooked into the module's interpreter (Host.attack) so that they land at the worst moment
+# deterministically: right after the module looked at an entry, or after the manifest and before the move.
+
+
+def after_lstat(name: str, action: str) -> str:
+    """Code that runs `action` once, right after the module's first lstat of an entry called `name`."""
+    return (
+        "import os as _os\n"
+        "_real_lstat, _fired = _os.lstat, []\n"
+        "def _lstat(path, *args, **kwargs):\n"
+        "    st = _real_lstat(path, *args, **kwargs)\n"
+        f"    if not _fired and _os.path.basename(_os.fsdecode(path)) == {name!r}:\n"
+        "        _fired.append(1)\n"
+        f"        {action}\n"
+        "    return st\n"
+        "_os.lstat = _lstat\n")
+
+
+def after_first_manifest(action: str) -> str:
+    """Code that runs `action` once, after the manifest is first written (records made, nothing moved yet)."""
+    return (
+        "import os as _os\n"
+        "import ansible.module_utils.remediator_common as _common\n"
+        "_real_write, _written = _common.write_manifest, []\n"
+        "def _write(*args, **kwargs):\n"
+        "    _real_write(*args, **kwargs)\n"
+        "    if not _written:\n"
+        "        _written.append(1)\n"
+        f"        {action}\n"
+        "_common.write_manifest = _write\n")
+
+
+def writable_toolkit(host: Host) -> Path:
+    """A toolkit whose lib64 a user may write to (the module must read it without following or blocking)."""
+    tk = make_toolkit(host)
+    (tk / "lib64" / "libfoo.so").write_bytes(b"foo" * 1000)
+    (tk / "lib64").chmod(0o777)
+    return tk
+
+
+@needs_ns
+def test_a_fifo_swapped_in_for_a_file_is_refused_not_waited_on(host: Host) -> None:
+    tk = writable_toolkit(host)
+    victim = "/usr/local/cuda-10.1/lib64/libfoo.so"
+    host.attack(after_lstat("libfoo.so", f"_os.unlink({victim!r}); _os.mkfifo({victim!r})"))
+    out = host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                             "paths": [{"path": "/usr/local/cuda-10.1"}]}, timeout=30)
+    assert out.get("failed") and "libfoo.so" in out["msg"] and "not a regular file" in out["msg"], out
+    assert stat.S_ISFIFO((tk / "lib64" / "libfoo.so").lstat().st_mode)
+    assert (tk / "bin" / "nvcc").is_file() and not (host.qroot / RUN / "manifest.json").exists()
+
+
+@needs_ns
+def test_a_symlink_swapped_in_for_a_file_is_not_followed(host: Host) -> None:
+    tk = writable_toolkit(host)
+    secret = host.tmp / "secret"
+    secret.write_bytes(b"not for the manifest\n")
+    victim = "/usr/local/cuda-10.1/lib64/libfoo.so"
+    host.attack(after_lstat("libfoo.so", f"_os.unlink({victim!r}); _os.symlink({str(secret)!r}, {victim!r})"))
+    out = host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                             "paths": [{"path": "/usr/local/cuda-10.1"}]}, timeout=30)
+    manifest = host.qroot / RUN / "manifest.json"
+    # Nothing was read through the link: the secret's hash is nowhere, and nothing moved.
+    assert not manifest.exists() or hashlib.sha256(secret.read_bytes()).hexdigest() not in manifest.read_text()
+    assert out.get("failed") and "libfoo.so" in out["msg"], out
+    assert os.readlink(tk / "lib64" / "libfoo.so") == str(secret) and (tk / "bin" / "nvcc").is_file()
+
+
+@needs_ns
+def test_a_symlink_swapped_in_for_a_parent_directory_is_not_followed(host: Host) -> None:
+    tk = make_toolkit(host)
+    (tk / "lib64" / "libcudnn.so.8").write_bytes(b"the recorded cudnn\n")
+    elsewhere = host.tmp / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "libcudnn.so.8").write_bytes(b"someone else's file\n")
+    lib64 = "/usr/local/cuda-10.1/lib64"
+    # After the records are written and before the move, lib64 becomes a link to a directory outside.
+    host.attack(after_first_manifest(f"_os.rename({lib64!r}, {lib64 + '.old'!r}); "
+                                     f"_os.symlink({str(elsewhere)!r}, {lib64!r})"))
+    out = host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                             "paths": [{"path": lib64 + "/libcudnn.so.8"}]})
+    assert (elsewhere / "libcudnn.so.8").read_bytes() == b"someone else's file\n", out
+    stored = host.qroot / RUN / "items" / "0001"
+    if out.get("failed"):
+        assert (tk.parent / "cuda-10.1" / "lib64.old" / "libcudnn.so.8").exists() and not stored.exists()
+    else:  # what moved is the file that was recorded, through the directory that was opened
+        assert stored.read_bytes() == b"the recorded cudnn\n", out
+
+
+@needs_ns
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757, 0o1777])
+def test_a_parent_others_can_write_to_is_refused(host: Host, mode: int) -> None:
+    tk = make_toolkit(host)
+    (tk / "lib64" / "libcudnn.so.8").write_bytes(b"cudnn\n")
+    (tk / "lib64").chmod(mode)
+    out = host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                             "paths": [{"path": "/usr/local/cuda-10.1/lib64/libcudnn.so.8"}]})
+    assert out.get("failed") and "refused" in out["msg"], out
+    assert "/usr/local/cuda-10.1/lib64" in out["msg"] and "writable by group or others" in out["msg"]
+    assert (tk / "lib64" / "libcudnn.so.8").read_bytes() == b"cudnn\n" and not host.qroot.exists()
+
+
+@needs_ns
+def test_a_parent_owned_by_another_user_is_refused(host: Host) -> None:
+    tk = make_toolkit(host)
+    (tk / "lib64" / "libcudnn.so.8").write_bytes(b"cudnn\n")
+    os.chown(tk / "lib64", 1000, 1000)
+    out = host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                             "paths": [{"path": "/usr/local/cuda-10.1/lib64/libcudnn.so.8"}]})
+    assert out.get("failed") and "/usr/local/cuda-10.1/lib64" in out["msg"] and "uid 1000" in out["msg"], out
+    assert (tk / "lib64" / "libcudnn.so.8").read_bytes() == b"cudnn\n" and not host.qroot.exists()
+
+
+@needs_ns
+def test_restore_refuses_a_parent_others_can_write_to(host: Host) -> None:
+    (host.profile_d / "cuda.sh").write_text("old\n")
+    assert host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                              "paths": [{"path": "/etc/profile.d/cuda.sh"}]})["changed"]
+    host.profile_d.chmod(0o777)
+    out = host.run("remediator_restore", {"run_id": RUN, "root": str(host.qroot)})
+    assert out.get("failed") and "writable by group or others" in out["conflicts"][0]["why"], out
+    assert not (host.profile_d / "cuda.sh").exists()
+    assert (host.qroot / RUN / "items" / "0001").read_text() == "old\n"
+
+
+def killed_while_removing_the_original(host: Host) -> tuple[Path, dict]:
+    """A cross-filesystem quarantine of a toolkit killed after its first unlink of the original."""
+    tk = make_toolkit(host)
+    before = digest(tk)
+    host.attack("import os as _os\n"
+                "_real_unlink = _os.unlink\n"
+                "def _unlink(*args, **kwargs):\n"
+                "    _real_unlink(*args, **kwargs)\n"
+                "    _os._exit(137)\n"
+                "_os.unlink = _unlink\n")
+    host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                       "paths": [{"path": "/usr/local/cuda-10.1"}]}, killed=True)
+    (host.shim / "sitecustomize.py").write_text("\n".join(
+        (host.shim / "sitecustomize.py").read_text().splitlines()[:2]) + "\n")  # the attack is over
+    manifest = json.loads((host.qroot / RUN / "manifest.json").read_text())
+    assert manifest["items"][0]["state"] == "pending"
+    assert digest(host.qroot / RUN / "items" / "0001") == before  # complete: renamed into place only then
+    assert tk.is_dir() and digest(tk) != before  # what is left of the original
+    return tk, before
+
+
+@needs_ns
+def test_resume_removes_a_leftover_original_that_matches_the_record(host: Host) -> None:
+    tk, before = killed_while_removing_the_original(host)
+    out = host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                             "paths": [{"path": "/usr/local/cuda-10.1"}]})
+    assert out["changed"] and out["moved"] == ["/usr/local/cuda-10.1"], out
+    assert not tk.exists() and digest(host.qroot / RUN / "items" / "0001") == before
+    assert json.loads((host.qroot / RUN / "manifest.json").read_text())["items"][0]["state"] == "moved"
+
+
+@needs_ns
+@pytest.mark.parametrize("change", ["a new file", "a changed file", "a changed mode"])
+def test_resume_keeps_a_leftover_original_that_differs_from_the_record(host: Host, change: str) -> None:
+    tk, before = killed_while_removing_the_original(host)
+    left = sorted(p for p in tk.rglob("*") if p.is_file() and not p.is_symlink())
+    if change == "a new file":
+        (tk / "bin" / "planted").write_text("not in the record\n")
+    elif change == "a changed file":
+        left[0].write_bytes(b"x" * left[0].stat().st_size)
+    else:
+        left[0].chmod(0o4755)
+    leftover = digest(tk)
+    out = host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
+                                             "paths": [{"path": "/usr/local/cuda-10.1"}]})
+    assert out.get("failed") and "differs from the manifest record" in out["msg"], out
+    assert digest(tk) == leftover and digest(host.qroot / RUN / "items" / "0001") == before
+    assert json.loads((host.qroot / RUN / "manifest.json").read_text())["items"][0]["state"] == "pending"
 
 
 def test_bad_run_id_is_refused(host: Host) -> None:
