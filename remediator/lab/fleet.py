@@ -520,7 +520,14 @@ def _inventory(lab: Lab, scenarios: dict[str, Scenario]) -> str:
         v["remediate_target"] = s.target
         v["remediate_expect"] = list(s.expect)
         hosts[h.name] = v
-    doc = {"all": {"children": {"lab": {"hosts": hosts}}}}
+    groups: dict[str, dict[str, dict[str, None]]] = {}
+    for h in lab.hosts:
+        for g in scenarios[h.scenario].groups:
+            groups.setdefault(g, {"hosts": {}})["hosts"][h.name] = None
+    lab_group: dict[str, object] = {"hosts": hosts}
+    if groups:
+        lab_group["children"] = dict(sorted(groups.items()))
+    doc = {"all": {"children": {"lab": lab_group}}}
     head = "# Written by `remediate lab up`: one host per scenario instance, all on 127.0.0.1.\n"
     return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 

@@ -155,6 +155,8 @@ class Scenario:
     files: tuple[ExtraFile, ...]
     path: str = ""  # the YAML file it came from
     notes: str | None = None
+    # Inventory groups of the host besides `lab` (e.g. hostile: `--limit '!hostile'` leaves them out).
+    groups: tuple[str, ...] = ()
 
     @property
     def home(self) -> str:
@@ -480,6 +482,10 @@ def parse(data: Any, source: str, *, host_python: str = "3.11.2") -> Scenario:
     bashrc = r.text("bashrc")
     envs = _envs(r, home, host_python)
     files = _files(r, home)
+    groups = r.items("groups")
+    for i, g in enumerate(groups):
+        if not isinstance(g, str) or not _ID_RE.match(g) or "-" in g or g == "lab":
+            raise r.fail(f"groups[{i}]", f"{g!r} is not an inventory group name ([a-z0-9], not lab)")
     r.done()
     return Scenario(
         id=sid,
@@ -501,6 +507,7 @@ def parse(data: Any, source: str, *, host_python: str = "3.11.2") -> Scenario:
         files=files,
         path=source,
         notes=notes,
+        groups=tuple(groups),
     )
 
 

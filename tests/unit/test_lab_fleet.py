@@ -64,6 +64,16 @@ def test_the_inventory_is_a_standard_ansible_yaml_inventory(tmp_path: Path) -> N
     assert nd["remediate_expect"] == ["DRIVER_MISSING"]
     assert "ansible_become" not in inv["cuda-missing"] and inv["cuda-missing"]["ansible_user"] == "root"
     assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in nd["ansible_ssh_common_args"]
+    # The hostile hosts are also in the group hostile, so `--limit '!hostile'` leaves them out.
+    hostile = {sid for sid, s in scenarios.items() if sid.startswith("hostile-")}
+    assert len(hostile) >= 4
+    assert set(doc["all"]["children"]["lab"]["children"]["hostile"]["hosts"]) == hostile
+    path = tmp_path / "inventory.yml"
+    path.write_text(fleet._inventory(lab, scenarios))
+    from remediator.inventory import load_inventory
+
+    assert {h.name for h in load_inventory(str(path), "!hostile").hosts} == set(scenarios) - hostile
+    assert {h.name for h in load_inventory(str(path), "hostile").hosts} == hostile
 
 
 def test_keys_are_fresh_ed25519_pairs() -> None:
