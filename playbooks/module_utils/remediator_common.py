@@ -60,9 +60,45 @@ def check_path(path, managed_roots=()):
             return True, name
     for root in managed_roots:
         parent, leaf = posixpath.split(norm)
-        if parent == posixpath.normpath(root) and _NAME.fullmatch(leaf) and root.count("/") >= 2:
+        if parent == posixpath.normpath(root) and _NAME.fullmatch(leaf) and venv_root_problem(root) is None:
             return True, "venv made by remediate"
     return False, "outside the quarantine allowlist"
+
+
+# As remediator.safety.check_venv_root: a managed root is never a system dir (its children would become
+# "venvs made by remediate"), and its depth is counted on the normalised path ("/etc/" is one level).
+_SYSTEM_ROOTS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/boot", "/dev", "/proc",
+                 "/sys", "/run", "/tmp", "/var/tmp", "/var/run", "/var/lock", "/var/lib/dpkg", "/var/lib/rpm",
+                 "/var/lib/apt", "/var/cache", "/var/log", "/var/spool", "/snap", "/root", "/home", "/media", "/mnt",
+                 "/lost+found")
+_LOCAL_SYSTEM = ("/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/usr/local/lib64", "/usr/local/include",
+                 "/usr/local/share", "/usr/local/etc", "/usr/local/libexec", "/usr/local/man", "/usr/local/src",
+                 "/usr/local/games")
+_ROOT_CHARS = re.compile(r"[A-Za-z0-9_.+/-]{1,200}")
+
+
+def venv_root_problem(root):
+    """Why `root` may not hold remediate's venvs, or None."""
+    if not isinstance(root, str) or not root or not _ROOT_CHARS.fullmatch(root):
+        return "not a path of plain characters"
+    if not root.startswith("/") or root.startswith("//") or set(root.split("/")) & {".", ".."}:
+        return "not an absolute path without . or .."
+    norm = posixpath.normpath(root)
+    if norm != (root.rstrip("/") or "/"):
+        return "not normalised (would be %s)" % norm
+    if norm.count("/") < 2:
+        return "less than two levels deep"
+
+    def under(base):
+        return norm == base or norm.startswith(base + "/")
+
+    if any(under(r) for r in _LOCAL_SYSTEM) or re.match(r"/(?:usr/local|opt)/cuda(?:-[0-9.]+)?(?:/|$)", norm):
+        return "inside a system directory or a CUDA toolkit"
+    if under("/usr/local"):
+        return None
+    if any(under(r) for r in _SYSTEM_ROOTS):
+        return "inside a system directory"
+    return None
 
 
 def check_real_path(path, managed_roots=()):

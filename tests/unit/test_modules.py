@@ -57,6 +57,19 @@ def test_check_path_agrees_with_safety(path: str) -> None:
     assert common.check_path(path, roots) == (verdict.allowed, verdict.reason)
 
 
+@pytest.mark.parametrize("root", [
+    "/opt/remediator/venvs", "/srv/envs", "/usr/local/remediator", "/usr/bin", "/etc/", "/etc", "/", "/opt",
+    "/usr/local/bin", "/usr/local/cuda-11.2", "/tmp/venvs", "/opt/../usr/bin", "/opt/ven vs", "//opt/venvs",
+    "/home/alice", "/var/lib/dpkg/info",
+])
+def test_managed_roots_agree_with_safety(root: str) -> None:
+    """A hand-edited plan aimed the quarantine at /usr/bin: both sides refuse such a root, for the same reason."""
+    assert (common.venv_root_problem(root) is None) == (safety.check_venv_root(root) is None)
+    child = root.rstrip("/") + "/sudo"
+    assert common.check_path(child, (root,)) == tuple(
+        (v.allowed, v.reason) for v in [safety.check_path(child, (root,))])[0]
+
+
 # --- running a module ----------------------------------------------------------------------------------------
 
 needs_ns = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
