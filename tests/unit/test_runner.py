@@ -137,6 +137,17 @@ def test_host_and_plan_values_reach_the_playbook_verbatim_never_templated(tmp_pa
     assert not canary.exists() and not Path(f"{canary}-extra").exists()
 
 
+def test_a_hung_task_fails_its_host_alone_at_the_task_timeout(tmp_path: Path) -> None:
+    """What apply passes (ANSIBLE_TASK_TIMEOUT): the hung host fails, the other finishes, the run ends."""
+    o = run_playbook(PLAYBOOKS / "runner-hang.yml", {"stuck": {**LOCAL, "hang_here": True}, "fine": LOCAL}, {},
+                     private_data_dir=tmp_path, check=False, ident="01", envvars={"ANSIBLE_TASK_TIMEOUT": "3"},
+                     timeout=600)
+    stuck, fine = o.hosts["stuck"], o.hosts["fine"]
+    assert (stuck.status, stuck.task) == ("failed", "a task that hangs where told to")
+    assert "timed out" in (stuck.message or "").lower(), stuck.message
+    assert fine.status == "ok" and fine.ok == 1
+
+
 def test_check_mode_changes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
