@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole flow of remediate on its embedded default fleet, the lab (inventories/lab/:
-# 18 real OpenSSH hosts on 127.0.0.1, one per failure class plus healthy ones). Nothing outside the
-# lab hosts is changed, and the fleet is taken down again at the end (also on Ctrl-C).
+# real OpenSSH hosts on 127.0.0.1, one per failure class plus healthy ones, and four hostile ones in the
+# group `hostile`). Nothing outside the lab hosts is changed, and the fleet is taken down again at the end
+# (also on Ctrl-C).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,14 +26,16 @@ step "1. a lab fleet of broken GPU hosts" "$R" lab up --state "$LAB"
 "$R" lab up --state "$LAB" || exit 1
 
 run "2. what a target needs, from the compatibility matrix" "$R" matrix show tensorflow==2.12.0
-run "3. probe every host over SSH (one round trip each)" "$R" probe -i "$INV" --out "$WORK/facts.json"
+run "3. probe every host over SSH (one round trip each)" "$R" probe -i "$INV" --limit '!hostile' --out "$WORK/facts.json"
 run "4. what is wrong with one host" "$R" diagnose --facts "$WORK/facts.json" --target tensorflow==2.5.0
-run "5. the plan for the whole fleet (changes nothing)" "$R" plan -i "$INV" --out "$WORK/plan.json"
+run "5. the plan for the whole fleet (changes nothing)" "$R" plan -i "$INV" --limit '!hostile' --out "$WORK/plan.json"
 run "6. apply it in check mode: what the playbooks would change" \
   "$R" apply "$WORK/plan.json" -i "$INV" --check --limit lib-shadowed-pip:cudnn-shadowed:framework-version-mismatch \
   --max-fail-percent 100 --no-verify
-run "7. remember today's state as known-good, then check for drift" "$R" drift -i "$INV" --baseline
+run "7. remember today's state as known-good, then check for drift" "$R" drift -i "$INV" --limit '!hostile' --baseline
 run "8. one page for the whole fleet" "$R" report --html "$WORK/report.html"
 run "9. the timeline of one host" "$R" history cudnn-shadowed
+run "10. hostile hosts: each fails or is refused alone, shown as inert text; nothing runs here" \
+  "$R" plan -i "$INV" --limit hostile --timeout 15
 
 printf '\nDemo files (plan, facts, report, state db) are in %s\n' "$WORK"
