@@ -9,7 +9,6 @@ and every string (paths with newlines, `..`, `$(...)`) is kept as inert data, ne
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import posixpath
 import re
@@ -37,6 +36,10 @@ from remediator.facts import (
 #: The version of the document the remote script prints (not the facts' SCHEMA_VERSION).
 PROBE_SCHEMA_VERSION = 1
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+#: The longest string a document may hold: the script cuts command output at 1 MiB, files sooner.
+MAX_STRING_CHARS = 1024 * 1024
+#: Integers outside 64 bits are no count, size or status the script reports.
+MAX_INT = 2**63 - 1
 _SOURCE_CAP = 256 * 1024  # framework files parsed with `ast`; real ones are a few KiB
 
 
@@ -66,9 +69,14 @@ def parse_probe_output(output: bytes | str, *, host: str) -> HostFacts:
         raise ProbeError("the probe printed nothing", host=host, hint="run with --format json and check stderr")
     try:
         data = json.loads(stripped)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of thousands of digits
         first = stripped.splitlines()[0][:120]
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+        if isinstance(exc, json.JSONDecodeError):
+            reason = exc.msg
+        elif isinstance(exc, RecursionError):
+            reason = "nested too deep"
+        else:
+            reason = str(exc)
         raise ProbeError(
             f"probe output is not JSON ({reason}); it begins {first!r}",
             host=host,
@@ -135,6 +143,8 @@ class _Node:
             return None
         if not isinstance(self.raw, str):
             raise self.fail(f"expected a string, got {_kind(self.raw)}")
+        if len(self.raw) > MAX_STRING_CHARS:
+            raise self.fail(f"a string of {len(self.raw)} characters, more than the {MAX_STRING_CHARS} allowed")
         return _clean(self.raw)
 
     def text(self, default: str = "") -> str:
@@ -146,6 +156,8 @@ class _Node:
             return None
         if isinstance(self.raw, bool) or not isinstance(self.raw, int):
             raise self.fail(f"expected an integer, got {_kind(self.raw)}")
+        if not -MAX_INT <= self.raw <= MAX_INT:
+            raise self.fail("integer out of range")
         return self.raw
 
     def opt_number(self) -> float | None:
@@ -153,6 +165,8 @@ class _Node:
             return None
         if isinstance(self.raw, bool) or not isinstance(self.raw, int | float):
             raise self.fail(f"expected a number, got {_kind(self.raw)}")
+        if isinstance(self.raw, int) and not -MAX_INT <= self.raw <= MAX_INT:
+            raise self.fail("number out of range")
         return float(self.raw)
 
     def flag(self, default: bool = False) -> bool:
@@ -267,7 +281,7 @@ def _normalize_dist(name: str) -> str:
 
 _PROC_RE = re.compile(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)*)")
 _LIB_VERSION_RE = re.compile(r"^(libnvidia-ml|libcuda)\.so\.(\d+\.\d+(?:\.\d+)*)$")
-_CUDNN_LIB_RE = re.compile(r"^libcudnn(?:_\w+)?\.so\.(\d+)((?:\.\d+)*)$")
+_CUDNN_LIB_RE = re.compile(r"^libcudnn(?:_\w+)?\.so\.([0-9]{1,9})((?:\.[0-9]+)*)$")
 _CUDNN_MAIN_RE = re.compile(r"^libcudnn\.so\.(\d+(?:\.\d+)*)$")
 _NVCC_RE = re.compile(r"release (\d+\.\d+), V(\d+(?:\.\d+)*)")
 _VERSION_TXT_RE = re.compile(r"CUDA Version\s+(\d+(?:\.\d+)*)")
@@ -414,8 +428,13 @@ class _Builder:
         kernel = _proc_version(node.get("proc_version").opt_str())
         userspace = self._userspace_version(compat_dirs)
         nvml = node.get("nvml")
-        smi_runs = [c for c in (_Command.read(n) for n in node.get("nvidia_smi").items()) if c is not None]
-        smi_ok = next((c for c in reversed(smi_runs) if c.ok and c.stdout.strip()), None)
+        smi_nodes: list[tuple[_Node, _Command]] = []
+        for smi_node in node.get("nvidia_smi").items():
+            smi_command = _Command.read(smi_node)
+            if smi_command is not None:
+                smi_nodes.append((smi_node, smi_command))
+        smi_runs = [c for _, c in smi_nodes]
+        smi_ok = next(((n, c) for n, c in reversed(smi_nodes) if c.ok and c.stdout.strip()), None)
 
         version: str | None = None
         source = "none"
@@ -435,8 +454,9 @@ class _Builder:
             if userspace is None:
                 userspace = version  # NVML answered: its library and the kernel module agree
         elif smi_ok is not None:
-            gpus = tuple(self._smi_gpus(smi_ok))
-            version = next((g[1] for g in self._smi_rows(smi_ok) if g[1]), None)
+            rows = self._smi_table(*smi_ok)
+            gpus = tuple(_smi_gpu(index, row) for index, row in enumerate(rows))
+            version = next((row["driver_version"] for row in rows if row.get("driver_version")), None)
             source = "nvidia-smi"
         elif kernel is not None:
             version = kernel
@@ -476,27 +496,34 @@ class _Builder:
                 pci_bus_id=node.get("pci_bus_id").text(),
             )
 
-    def _smi_rows(self, command: _Command) -> list[list[str]]:
-        rows = []
-        for row in csv.reader(command.stdout.splitlines(), skipinitialspace=True):
-            if row:
-                rows.append([cell.strip() for cell in row])
-        return rows
+    def _smi_table(self, node: _Node, command: _Command) -> list[dict[str, str | None]]:
+        """`nvidia-smi --query-gpu=... --format=csv,noheader,nounits` rows as {field: value}.
 
-    def _smi_gpus(self, command: _Command) -> Iterator[Gpu]:
+        That format is plain comma-separated, without quoting. A row with another number of fields
+        than were asked for is an error naming the row; a line without any comma is a message of
+        nvidia-smi's own (an infoROM warning), kept as a note."""
         query = next((a.split("=", 1)[1] for a in command.argv if a.startswith("--query-gpu=")), "")
-        fields = [f.strip() for f in query.split(",")]
-        for index, row in enumerate(self._smi_rows(command)):
-            value = {f: (row[i] if i < len(row) and row[i] not in _SMI_MISSING else None) for i, f in enumerate(fields)}
+        fields = [f.strip() for f in query.split(",") if f.strip()]
+        stdout = node.get("stdout")
+        if len(fields) < 2:
+            raise node.get("argv").fail("no --query-gpu=FIELD,... argument to read nvidia-smi's rows by")
+        rows: list[dict[str, str | None]] = []
+        for line in command.stdout.splitlines():
+            if not line.strip():
+                continue
+            if "," not in line:
+                self.note("nvidia-smi", line.strip())
+                continue
+            cells = [cell.strip() for cell in line.split(",")]
+            row = len(rows) + 1
+            if len(cells) != len(fields):
+                raise stdout.fail(f"nvidia-smi --query-gpu row {row}: expected {len(fields)} fields, got {len(cells)}")
+            value = {f: (None if c in _SMI_MISSING else c) for f, c in zip(fields, cells, strict=True)}
             memory = value.get("memory.total")
-            yield Gpu(
-                index=index,
-                name=value.get("name") or "",
-                uuid=value.get("uuid") or "",
-                memory_mib=int(memory) if memory and memory.isdigit() else None,
-                compute_capability=value.get("compute_cap"),
-                pci_bus_id=value.get("pci.bus_id") or "",
-            )
+            if memory is not None and not re.fullmatch(r"[0-9]{1,15}", memory):
+                raise stdout.fail(f"nvidia-smi --query-gpu row {row}: memory.total: expected MiB, got {memory[:40]!r}")
+            rows.append(value)
+        return rows
 
     def _userspace_version(self, compat_dirs: set[str]) -> str | None:
         """The driver version of the userspace libraries the loader would pick (libnvidia-ml, libcuda)."""
@@ -969,7 +996,7 @@ def parse_tf_build_info(text: str) -> TfBuildInfo | None:
 
 def _tf_windows_version(value: str, *, cuda_style: bool) -> str:
     # Windows builds name the DLL suffix: '64_112' is cudart64_112.dll, CUDA 11.2; '64_8' is cuDNN 8.
-    match = re.fullmatch(r"64_(\d+)", value)
+    match = re.fullmatch(r"64_([0-9]{1,6})", value)
     if not match:
         return value
     digits = match.group(1)
@@ -1049,6 +1076,18 @@ def _literal(node: ast.expr) -> Any:
         return _NOT_LITERAL
 
 
+def _smi_gpu(index: int, row: dict[str, str | None]) -> Gpu:
+    memory = row.get("memory.total")
+    return Gpu(
+        index=index,
+        name=row.get("name") or "",
+        uuid=row.get("uuid") or "",
+        memory_mib=int(memory) if memory else None,
+        compute_capability=row.get("compute_cap"),
+        pci_bus_id=row.get("pci.bus_id") or "",
+    )
+
+
 def _parse_os_release(text: str) -> dict[str, str]:
     fields = {}
     for line in text.splitlines():
@@ -1097,7 +1136,7 @@ def _toolkit_version(node: _Node, path: str, dpkg: dict[str, str]) -> tuple[str,
     if text:
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # ValueError: also an integer of thousands of digits
             data = None
         cuda = data.get("cuda") if isinstance(data, dict) else None
         version = cuda.get("version") if isinstance(cuda, dict) else None
@@ -1113,6 +1152,11 @@ def _toolkit_version(node: _Node, path: str, dpkg: dict[str, str]) -> tuple[str,
         match = _NVCC_RE.search(nvcc.stdout)
         if match:
             return match.group(2), "nvcc"
+    # An nvcc the script would not run (another user could have planted it): the line it prints,
+    # read from its bytes as data.
+    match = _NVCC_RE.search(node.get("nvcc_version_line").text())
+    if match:
+        return match.group(2), "nvcc"
     match = _TOOLKIT_DIR_RE.search(path)
     if match:
         series = match.group(1).replace(".", "-")
@@ -1148,7 +1192,7 @@ def _within(path: str, directory: str) -> bool:
 def _header_version(defines: Iterable[str]) -> tuple[int, ...] | None:
     found: dict[str, int] = {}
     for line in defines:
-        match = re.match(r"\s*#\s*define\s+CUDNN_(MAJOR|MINOR|PATCHLEVEL)\s+(\d+)\b", line)
+        match = re.match(r"\s*#\s*define\s+CUDNN_(MAJOR|MINOR|PATCHLEVEL)\s+([0-9]{1,9})\b", line)
         if match:
             found[match.group(1)] = int(match.group(2))
     if "MAJOR" not in found:

@@ -8,6 +8,14 @@ It collects evidence, not conclusions: versions are interpreted by `remediator.p
 control node, where the code is typed and tested. The control node appends the options and the
 nvidia-ml-py source (compressed) to this file before sending it; see `remediator.probe.build_payload`.
 
+The host is not trusted, and the script often runs as root. It executes a program (or loads NVML)
+only when the file, every directory above it and every symlink on the way are owned by root or by
+the user running the script, and none of those files or directories is writable by group or
+others (a root-owned sticky directory like /tmp excepted): anything else another user could have
+planted. A refusal is a note, and the command's record says why. Files are opened non-blocking
+and read only when they are regular files (a FIFO where a file is expected never hangs the
+probe), at most a fixed number of bytes; command output is bounded the same way.
+
 `--root DIR` reads DIR/usr/local/... instead of /usr/local/... (and runs commands found under DIR),
 so tests can lay out real installer trees without touching the machine; paths in the document are
 always host paths, without DIR.
@@ -51,6 +59,12 @@ HEADER_CAP = 1024 * 1024
 RECORD_CAP = 16 * 1024 * 1024  # tensorflow's RECORD lists ~20k files
 OUTPUT_CAP = 1024 * 1024
 LOG_LINES_CAP = 200
+NVCC_SCAN_CAP = 256 * 1024 * 1024  # nvcc is 20-60 MiB; read in chunks, never all at once
+NVCC_VERSION_RE = re.compile(
+    rb"Cuda compilation tools, release [0-9]{1,3}\.[0-9]{1,3}, V[0-9]{1,3}(?:\.[0-9]{1,6}){1,3}"
+)
+# Read from the probe's environment by the dynamic loader of every command it runs: never passed on.
+LOADER_ENV = ("LD_PRELOAD", "LD_AUDIT", "LD_DEBUG_OUTPUT", "LD_PROFILE", "LD_PROFILE_OUTPUT", "LD_ORIGIN_PATH")
 
 TRIPLETS = ("x86_64-linux-gnu", "aarch64-linux-gnu", "powerpc64le-linux-gnu", "sbsa-linux")
 SYSTEM_LIB_DIRS = (
@@ -141,12 +155,16 @@ class Probe:
         self.root = os.path.abspath(options.get("root") or "/")
         self.started = time.monotonic()
         self.notes = []
-        self.env = dict(os.environ)
-        self.env["LC_ALL"] = "C"
-        self.env["LANG"] = "C"
+        # Whose files may be run: root's, and the probing user's own (running those gives that user
+        # nothing new). A root probe runs root's files only.
+        self.euid = os.geteuid()
+        self.trusted_uids = (0, self.euid)
+        self.refusals = {}
+        self.env = self.command_env()
         self.toolkit_dirs = []
         self.env_dirs = []
         self.loader = {"ld_so_conf": [], "ld_library_path": []}
+        self.ldcache_text = None
         self.nvml_hung = False
 
     # --- paths inside the (optional) root --------------------------------------------------------
@@ -267,14 +285,40 @@ class Probe:
         names.sort()
         return names
 
-    def read_bytes(self, path, cap):
+    def open_regular(self, path):
+        """A host path opened for reading when it is a regular file; None otherwise (a note unless
+        it is missing or a directory). Opened non-blocking: a FIFO planted where a file is expected
+        would block a plain open() until some writer came."""
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            with open(self.L(path), "rb") as handle:
-                return handle.read(cap)
+            fd = os.open(self.L(path), flags)
         except FileNotFoundError:
             return None
-        except IsADirectoryError:
+        except NotADirectoryError:
             return None
+        except OSError as exc:
+            self.note(path, "cannot read: %s" % (exc.strerror or exc))
+            return None
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            os.close(fd)
+            self.note(path, "cannot read: %s" % (exc.strerror or exc))
+            return None
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            if not stat.S_ISDIR(mode):
+                self.note(path, "not read: not a regular file (%s)" % file_kind(mode))
+            return None
+        return os.fdopen(fd, "rb")
+
+    def read_bytes(self, path, cap):
+        handle = self.open_regular(path)
+        if handle is None:
+            return None
+        try:
+            with handle:
+                return handle.read(cap)
         except OSError as exc:
             self.note(path, "cannot read: %s" % (exc.strerror or exc))
             return None
@@ -289,9 +333,130 @@ class Probe:
         regex = re.compile(pattern)
         return [n for n in self.listdir(directory) if regex.match(n)]
 
+    # --- what may be executed ------------------------------------------------------------------
+
+    def unsafe_component(self, st, path, last):
+        """Why one file, directory or symlink met on the way to a program makes it unsafe, or None."""
+        if st.st_uid not in self.trusted_uids:
+            if self.euid == 0:
+                return "%s is owned by uid %d, not root" % (path, st.st_uid)
+            return "%s is owned by uid %d, neither root nor the probing user (uid %d)" % (path, st.st_uid, self.euid)
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            return None  # a link's own mode means nothing; its directory and its target are checked
+        if last and not stat.S_ISREG(mode):
+            return "%s is not a regular file (%s)" % (path, file_kind(mode))
+        if not last and not stat.S_ISDIR(mode):
+            return "%s is not a directory" % path
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            # In a sticky directory (/tmp) only an entry's owner may rename or remove it, and the
+            # entries on the way are checked in their turn.
+            if stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
+                return None
+            who = "others" if mode & stat.S_IWOTH else "its group"
+            return "%s is writable by %s (mode %04o)" % (path, who, stat.S_IMODE(mode))
+        return None
+
+    def walk_unsafe(self, path, to_local, want_dir=False):
+        """Why a path (walked from /, every symlink followed by hand) is unsafe to run, or None.
+
+        Each directory passed through, each symlink met and the final file are checked; a symlink's
+        target is walked in its turn, so a root-owned link to a user's file is refused too."""
+        try:
+            st = os.lstat(to_local("/"))
+        except OSError as exc:
+            return "/: %s" % (exc.strerror or exc)
+        reason = self.unsafe_component(st, "/", False)
+        if reason is not None:
+            return reason
+        parts = [p for p in path.split("/") if p]
+        resolved = "/"
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == ".":
+                continue
+            if part == "..":
+                resolved = os.path.dirname(resolved)  # already checked on the way down
+                continue
+            candidate = os.path.join(resolved, part)
+            try:
+                st = os.lstat(to_local(candidate))
+            except OSError as exc:
+                return "%s: %s" % (candidate, exc.strerror or exc)
+            last = not parts and not want_dir
+            reason = self.unsafe_component(st, candidate, last)
+            if reason is not None:
+                return reason
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > 40:
+                    return "%s: too many symlinks (a loop?)" % path
+                try:
+                    target = os.readlink(to_local(candidate))
+                except OSError as exc:
+                    return "%s: %s" % (candidate, exc.strerror or exc)
+                if target.startswith("/"):
+                    resolved = "/"
+                parts = [p for p in target.split("/") if p] + parts
+                if not parts and not want_dir:
+                    return "%s is a link to /" % candidate
+                continue
+            resolved = candidate
+        return None
+
+    def exec_refusal(self, path):
+        """Why the program at a host path must not be executed (or loaded), or None when it may."""
+        if path in self.refusals:
+            return self.refusals[path]
+        reason = None
+        if self.root != "/":
+            # The --root directory itself, on this machine: its own ancestors count too.
+            if "<root>" not in self.refusals:
+                self.refusals["<root>"] = self.walk_unsafe(self.root, lambda p: p, want_dir=True)
+            reason = self.refusals["<root>"]
+            if reason is not None:
+                reason = "--root " + reason
+        if reason is None:
+            reason = self.walk_unsafe(path, self.R)
+        self.refusals[path] = reason
+        return reason
+
+    def command_env(self):
+        """The environment of every command: the probe's own, less what would make the loader run
+        code a user could have planted (LD_PRELOAD, ...; LD_LIBRARY_PATH directories that are not
+        safe by the same rule as programs)."""
+        env = dict(os.environ)
+        env["LC_ALL"] = "C"
+        env["LANG"] = "C"
+        for key in LOADER_ENV:
+            if env.pop(key, None) is not None:
+                self.note("environment", "%s is not passed to the commands the probe runs" % key)
+        if "LD_LIBRARY_PATH" in env:
+            kept = []
+            for part in env.pop("LD_LIBRARY_PATH").split(":"):
+                if not part.startswith("/") or not os.path.isdir(part):
+                    continue  # the empty entry is the current directory; missing ones load nothing
+                # The commands run on this machine, so its real directories are what count here.
+                reason = self.walk_unsafe(part, lambda p: p, want_dir=True)
+                if reason is None:
+                    kept.append(part)
+                else:
+                    self.note(part, "left out of LD_LIBRARY_PATH for the commands the probe runs: %s" % reason)
+            if kept:
+                env["LD_LIBRARY_PATH"] = ":".join(kept)
+        return env
+
+    def refuse(self, path, reason):
+        message = "not executed: %s" % reason
+        if {"where": path, "message": message} not in self.notes:
+            self.note(path, message)
+        return message
+
     # --- commands ---------------------------------------------------------------------------------
 
     def which(self, name):
+        """The first executable `name` on PATH and the usual directories that is safe to run."""
         dirs = []
         if self.root == "/":
             dirs.extend(p for p in self.env.get("PATH", "").split(":") if p.startswith("/"))
@@ -304,6 +469,10 @@ class Probe:
             candidate = os.path.join(d, name)
             local = self.L(candidate)
             if os.path.isfile(local) and os.access(local, os.X_OK):
+                reason = self.exec_refusal(candidate)
+                if reason is not None:
+                    self.refuse(candidate, reason)  # a note; a later, safe one may still be found
+                    continue
                 return candidate
         return None
 
@@ -319,6 +488,10 @@ class Probe:
             "timed_out": False,
             "error": None,
         }
+        reason = self.exec_refusal(argv[0])
+        if reason is not None:
+            record["error"] = self.refuse(argv[0], reason)
+            return record
         local_argv = [self.L(argv[0])] + list(argv[1:])
         try:
             proc = subprocess.Popen(
@@ -328,27 +501,41 @@ class Probe:
                 stderr=subprocess.PIPE,
                 env=self.env,
                 close_fds=True,
+                start_new_session=True,  # so a timeout kills what it started too
             )
         except OSError as exc:
             record["error"] = "%s: %s" % (type(exc).__name__, exc.strerror or exc)
             return record
+        deadline = time.monotonic() + timeout
+        # Each stream is read by a thread that keeps the first OUTPUT_CAP bytes and drains the rest,
+        # so neither a full pipe nor a flood of output can stall or swell the probe.
+        out, err = [], []
+        readers = [start_reader(proc.stdout, out), start_reader(proc.stderr, err)]
         try:
-            out, err = proc.communicate(timeout=timeout)
+            proc.wait(timeout=timeout)
+            for reader in readers:  # a child it left behind may hold the pipes open
+                reader.join(max(0.0, deadline - time.monotonic()))
+            if any(reader.is_alive() for reader in readers):
+                record["timed_out"] = True
+                kill_group(proc)
         except subprocess.TimeoutExpired:
             record["timed_out"] = True
-            proc.kill()
+            kill_group(proc)
             try:
-                out, err = proc.communicate(timeout=2)
+                proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 # Stuck in the kernel (a wedged driver): leave it rather than hang with it.
-                out, err = b"", b""
                 self.note(argv[0], "did not exit after SIGKILL; left behind")
+        for reader, stream in ((readers[0], proc.stdout), (readers[1], proc.stderr)):
+            reader.join(0.5)
+            if not reader.is_alive():
+                stream.close()
         record["rc"] = proc.returncode
-        text = out[:OUTPUT_CAP].decode("utf-8", "replace")
+        text = b"".join(out)[:OUTPUT_CAP].decode("utf-8", "replace")
         if stdout_filter is not None:
             text = "".join(line for line in text.splitlines(True) if stdout_filter(line))
         record["stdout"] = text
-        record["stderr"] = err[:OUTPUT_CAP].decode("utf-8", "replace")
+        record["stderr"] = b"".join(err)[:OUTPUT_CAP].decode("utf-8", "replace")
         return record
 
     # --- sections ---------------------------------------------------------------------------------
@@ -432,13 +619,34 @@ class Probe:
     def nvml(self):
         if not PYNVML_SOURCE_Z:
             return {"ok": False, "loaded": False, "error": "pynvml was not sent with the probe"}
-        try:
-            # pynvml itself loads exactly this soname; trying it first spares compiling pynvml
-            # (about half of the probe's CPU time) on hosts without a driver.
-            ctypes.CDLL("libnvidia-ml.so.1")
-        except OSError:
-            return {"ok": False, "loaded": True, "error": "NVML Shared Library Not Found", "error_code": 12,
-                    "errors": {}, "gpus": []}
+        # Loaded by a checked path first: pynvml's own CDLL("libnvidia-ml.so.1") then finds that
+        # copy by its soname instead of searching. Trying it before compiling pynvml also spares
+        # that (about half of the probe's CPU time) on hosts without a driver.
+        loaded = None
+        refused = None
+        for library in self.nvml_libraries():
+            reason = self.exec_refusal(library)
+            if reason is not None:
+                refused = refused or "NVML not loaded: %s" % reason
+                self.note(library, "not loaded: %s" % reason)
+                continue
+            try:
+                ctypes.CDLL(library)
+            except OSError:
+                continue  # another architecture's copy (i386 beside x86_64) or not a library
+            loaded = library
+            break
+        if loaded is None and refused is not None:
+            return {"ok": False, "loaded": False, "error": refused, "errors": {}, "gpus": []}
+        if loaded is None:
+            return {
+                "ok": False,
+                "loaded": True,
+                "error": "NVML Shared Library Not Found",
+                "error_code": 12,
+                "errors": {},
+                "gpus": [],
+            }
         source = zlib.decompress(base64.b64decode(PYNVML_SOURCE_Z)).decode("utf-8")
         module = types.ModuleType("pynvml")
         module.__file__ = "<remediator pynvml>"
@@ -499,6 +707,24 @@ class Probe:
             with contextlib.suppress(Exception):  # shutting down is best effort
                 nv.nvmlShutdown()
         return out
+
+    def nvml_libraries(self):
+        """Every libnvidia-ml.so.1, in the order the loader searches: the probe's LD_LIBRARY_PATH,
+        the loader cache (`ldconfig -p`), ld.so.conf directories, the usual ones."""
+        name = "libnvidia-ml.so.1"
+        dirs = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p.startswith("/")]
+        for line in (self.ldcache_text or "").splitlines():
+            soname, sep, path = line.partition("=>")
+            if sep and soname.strip().split(" ", 1)[0] == name and path.strip().startswith("/"):
+                dirs.append(os.path.dirname(path.strip()))
+        dirs.extend(entry["path"] for entry in self.loader["ld_so_conf"])
+        dirs.extend(SYSTEM_LIB_DIRS)
+        found = []
+        for directory in dirs:
+            candidate = directory.rstrip("/") + "/" + name
+            if candidate not in found and os.path.exists(candidate):
+                found.append(candidate)
+        return found
 
     # Every CUDA toolkit: /usr/local/cuda*, /opt, alternatives; which one /usr/local/cuda is.
     def collect_toolkits(self, doc):
@@ -574,6 +800,9 @@ class Probe:
         tk["has_nvcc"] = self.isfile(nvcc)
         if tk["has_nvcc"] and tk["version_json"] is None and tk["version_txt"] is None:
             tk["nvcc"] = self.run([nvcc, "--version"])
+            if tk["nvcc"]["error"] is not None and self.exec_refusal(nvcc) is not None:
+                # Not run: the version line nvcc prints is in its binary; read as data instead.
+                tk["nvcc_version_line"] = self.nvcc_version_line(nvcc)
         tk["uninstallers"] = [
             "bin/" + n for n in self.glob_names(real + "/bin", r"^(cuda-uninstaller|uninstall_cuda.*\.pl)$")
         ]
@@ -584,6 +813,28 @@ class Probe:
         tk["compat"] = compat
         tk["targets"] = self.listdir(real + "/targets")
         return tk
+
+    def nvcc_version_line(self, path):
+        """`Cuda compilation tools, release X.Y, VX.Y.Z` as found in the bytes of nvcc, or None."""
+        handle = self.open_regular(path)
+        if handle is None:
+            return None
+        overlap = b""
+        read = 0
+        try:
+            with handle:
+                while read < NVCC_SCAN_CAP:
+                    chunk = handle.read(1024 * 1024)
+                    if not chunk:
+                        return None
+                    read += len(chunk)
+                    match = NVCC_VERSION_RE.search(overlap + chunk)
+                    if match:
+                        return match.group(0).decode("ascii")
+                    overlap = chunk[-128:]
+        except OSError as exc:
+            self.note(path, "cannot read: %s" % (exc.strerror or exc))
+        return None
 
     # Python interpreters, venvs and conda envs, and per env the frameworks' own build facts.
     def collect_envs(self, doc):
@@ -799,6 +1050,7 @@ class Probe:
             ldconfig = self.which("ldconfig")
         if ldconfig is not None:
             doc["ldconfig"] = self.run([ldconfig, "-p"], stdout_filter=lambda line: bool(LDCACHE_RE.match(line)))
+            self.ldcache_text = doc["ldconfig"]["stdout"]
         else:
             doc["ldconfig"] = None
 
@@ -918,6 +1170,50 @@ class Probe:
                 defines = [m.group(0).decode("utf-8", "replace").strip() for m in DEFINE_RE.finditer(data)]
             files.append({"path": path, "real": self.resolve(path), "defines": defines[:20]})
         return files
+
+
+def file_kind(mode):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "mode %o" % mode
+
+
+def start_reader(stream, chunks):
+    """Read a pipe to its end in a thread, keeping at most OUTPUT_CAP bytes in `chunks`."""
+
+    def target():
+        kept = 0
+        try:
+            while True:
+                data = os.read(stream.fileno(), 65536)
+                if not data:
+                    break
+                if kept < OUTPUT_CAP:
+                    chunks.append(data[: OUTPUT_CAP - kept])
+                    kept += len(chunks[-1])
+        except (OSError, ValueError):
+            pass
+
+    thread = threading.Thread(target=target, name="reader")
+    thread.daemon = True
+    thread.start()
+    return thread
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, 9)
+    except OSError:
+        with contextlib.suppress(OSError):
+            proc.kill()
 
 
 def parse_args(argv, options):

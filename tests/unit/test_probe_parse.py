@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -460,3 +462,126 @@ def test_parse_tf_build_info(text: str, expected: TfBuildInfo | None) -> None:
 )
 def test_parse_torch_version(text: str, expected: TorchVersion | None) -> None:
     assert parse_torch_version(text) == expected
+
+
+# --- malformed host output: a named-field error for that host, never a crash -----------------------
+
+SMI_ROW = "NVIDIA H200, 580.159.04, 143771, GPU-00000000-0000-0000-0000-000000000000, 00000000:00:06.0, 9.0\n"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        (
+            SMI_ROW + "NVIDIA H200, 580.159.04, 143771\n",
+            "driver.nvidia_smi[0].stdout: nvidia-smi --query-gpu row 2: expected 6 fields, got 3",
+        ),
+        ("NVIDIA H200, 580.159.04\n", "nvidia-smi --query-gpu row 1: expected 6 fields, got 2"),
+        (SMI_ROW.replace("143771", "143771, 1"), "nvidia-smi --query-gpu row 1: expected 6 fields, got 7"),
+        (SMI_ROW.replace("143771", "14 GiB"), "row 1: memory.total: expected MiB, got '14 GiB'"),
+        (SMI_ROW.replace("143771", "1" + "0" * 5000), "row 1: memory.total: expected MiB"),
+        (SMI_ROW.replace("143771", "\u0663"), "row 1: memory.total: expected MiB, got '\u0663'"),
+    ],
+)
+def test_malformed_nvidia_smi_rows_name_the_row(stdout: str, message: str) -> None:
+    doc = document("h200-real-device-nvidia-smi")
+    doc["driver"]["nvidia_smi"][0]["stdout"] = stdout
+    with pytest.raises(ProbeError) as info:
+        parse_probe_document(doc, host="h")
+    assert message in info.value.message and info.value.host == "h"
+
+
+def test_a_message_of_nvidia_smi_among_its_rows_is_a_note() -> None:
+    doc = document("h200-real-device-nvidia-smi")
+    doc["driver"]["nvidia_smi"][0]["stdout"] = "WARNING: infoROM is corrupted at gpu 0000:00:06.0\n" + SMI_ROW
+    facts = parse_probe_document(doc, host="h")
+    assert [g.name for g in facts.gpus] == ["NVIDIA H200"] and facts.driver.version == "580.159.04"
+    assert ("nvidia-smi", "WARNING: infoROM is corrupted at gpu 0000:00:06.0") in [
+        (n.where, n.message) for n in facts.notes
+    ]
+
+
+def test_huge_values_name_the_field() -> None:
+    doc = document("h200-real-device")
+    doc["driver"]["nvml"]["gpus"][0]["memory_total"] = 10**30
+    with pytest.raises(ProbeError, match=r"driver\.nvml\.gpus\[0\]\.memory_total: integer out of range"):
+        parse_probe_document(doc, host="h")
+    doc = document("h200-real-device")
+    doc["toolkits"][0]["path"] = "/" * (2 * 1024 * 1024)
+    with pytest.raises(ProbeError, match=r"toolkits\[0\]\.path: a string of 2097152 characters"):
+        parse_probe_document(doc, host="h")
+
+
+def test_an_integer_of_thousands_of_digits_is_not_json_not_a_crash() -> None:
+    output = json.dumps(document("no-driver")).replace('"schema_version": 1', '"schema_version": 1' + "0" * 5000)
+    with pytest.raises(ProbeError, match="probe output is not JSON"):
+        parse_probe_output(output.encode(), host="h")
+    doc = document("toolkits-alternatives")
+    doc["toolkits"][0]["version_json"] = '{"cuda": {"version": 1' + "0" * 5000 + "}}"
+    parse_probe_document(doc, host="h")  # the version comes from elsewhere; no ValueError
+
+
+def test_unreasonable_numbers_in_file_texts_are_ignored() -> None:
+    doc = document("cudnn-copies")
+    for header in doc["headers"]:
+        header["defines"] = [d.replace(" 8", " 8" + "0" * 5000) for d in header["defines"]]
+    for directory in doc["lib_dirs"]:
+        directory["files"] = [[n.replace(".so.8", ".so.8" + "0" * 5000), t] for n, t in directory["files"]]
+    parse_probe_document(doc, host="h")
+    assert parse_tf_build_info("build_info = {'cuda_version': '64_1" + "0" * 5000 + "'}\n") is not None
+
+
+def _mutations(value: Any) -> list[Any]:
+    """Wrong types, out-of-range numbers, and broken versions of the value itself."""
+    wrong: list[Any] = [None, True, 0, -1, 10**30, 1.5, "", "x,y", [], {}, [None], {"a": 1}, [["a", "b", "c"]]]
+    if isinstance(value, str):
+        wrong += [
+            value[: len(value) // 2],
+            value.split(",")[0],
+            value.splitlines()[0] if value.strip() else "\n",
+            value.replace(",", ""),
+            value.replace(",", ",,"),
+            value.replace("\t", ""),
+            value + "\x00,\u0663",
+            value.replace("1", "1" + "0" * 5000),
+            value.replace("=>", ""),
+            value.replace("define", "define\t").replace(" ", "\t"),
+        ]
+    if isinstance(value, list) and value:
+        wrong += [value[:-1], value + value, value[::-1], [value[0]]]
+    if isinstance(value, dict):
+        wrong += [{k: v for k, v in value.items() if k != key} for key in value]
+    return wrong
+
+
+def _slots(value: Any) -> Iterator[tuple[Any, Any]]:
+    """Every (container, key) of a decoded document, depth first."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield value, key
+        yield from _slots(item)
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_fuzzed_documents_give_facts_or_the_probe_error(name: str) -> None:
+    """Every field of a real document replaced by a wrong type, a huge number or a truncated or
+    reshaped string, one at a time: the parser gives facts or a ProbeError, nothing else."""
+    rng = random.Random(f"remediator-{name}")
+    doc = document(name)
+    slots = list(_slots(doc))
+    # Every command output with a string's own mutations (truncated rows, lost separators), and a
+    # sample of every field with all of them: a few seconds for all the documents.
+    outputs = [(c, k) for c, k in slots if k in ("stdout", "version_json", "version_txt") and isinstance(c[k], str)]
+    cases = [(c, k, m) for c, k in outputs for m in _mutations(c[k])[13:]]
+    cases += [(c, k, m) for c, k in rng.sample(slots, min(len(slots), 12)) for m in _mutations(c[k])]
+    for container, key, mutated in cases:
+        original = container[key]
+        container[key] = mutated
+        try:
+            facts = parse_probe_document(doc, host=name)
+        except ProbeError as exc:
+            assert exc.host == name and exc.message.startswith(("probe document", "probe document schema"))
+        else:
+            assert HostFacts.from_json(facts.to_json()) == facts
+        finally:
+            container[key] = original

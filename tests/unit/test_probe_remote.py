@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import ctypes
 import hashlib
 import json
 import os
@@ -927,12 +928,17 @@ LAYOUTS = {
 
 
 def run_script(
-    root: Path, *, python: str = "python3", command_timeout: float = 20.0, env: dict[str, str] | None = None
+    root: Path,
+    *,
+    python: str = "python3",
+    command_timeout: float = 20.0,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> dict[str, Any]:
     payload = build_payload(root=str(root), nvml=False, command_timeout=command_timeout)
     environment = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     environment.update(env or {})
-    proc = subprocess.run([python, "-"], input=payload, capture_output=True, env=environment, timeout=120)
+    proc = subprocess.run([python, "-"], input=payload, capture_output=True, env=environment, timeout=timeout)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stderr == b"", proc.stderr.decode()
     return json.loads(proc.stdout)
@@ -1069,6 +1075,173 @@ def test_env_walk_is_bounded_by_depth(tmp_path: Path) -> None:
     paths = [e["path"] for e in doc["envs"]]
     assert "/home/eve/deep/a/b/c/d/e/f" not in paths  # deeper than max_depth below /home/eve
     assert "/home/eve/$(touch pwned);x" in paths and "/opt/new\nline" in paths
+
+
+# --- what the script refuses to execute, and files that are not files ------------------------------
+
+NVCC_124 = "Cuda compilation tools, release 12.4, V12.4.131"
+
+
+def planted_toolkit(canary: Path) -> Tree:
+    """A tarball copy of CUDA 12.4 without version files: only `nvcc --version` would tell. Its nvcc
+    creates `canary` when it runs; its text holds the line it prints, as the real binary does."""
+    return {
+        **USRMERGE,
+        **toolkit_dirs("/usr/local/cuda-12.4"),
+        "/usr/local/cuda-12.4/bin/nvcc": Exec(f"touch {canary}\necho '{NVCC_124}'\n"),
+        "/usr/bin/python3": b"\x7fELF",
+    }
+
+
+def chmod(root: Path, path: str, mode: int) -> None:
+    (root / path.lstrip("/")).chmod(mode)
+
+
+def toolkit_124(doc: dict[str, Any]) -> dict[str, Any]:
+    return next(t for t in doc["toolkits"] if t["path"] == "/usr/local/cuda-12.4")
+
+
+@pytest.mark.parametrize(
+    ("make_unsafe", "reason"),
+    [
+        (
+            lambda root: chmod(root, "/usr/local/cuda-12.4/bin/nvcc", 0o757),
+            "/usr/local/cuda-12.4/bin/nvcc is writable by others (mode 0757)",
+        ),
+        (
+            lambda root: chmod(root, "/usr/local/cuda-12.4/bin", 0o777),
+            "/usr/local/cuda-12.4/bin is writable by others (mode 0777)",
+        ),
+        (
+            lambda root: chmod(root, "/usr/local/cuda-12.4", 0o775),
+            "/usr/local/cuda-12.4 is writable by its group (mode 0775)",
+        ),
+        (
+            lambda root: os.chown(root / "usr/local/cuda-12.4/bin/nvcc", 1000, 1000),
+            "/usr/local/cuda-12.4/bin/nvcc is owned by uid 1000, not root",
+        ),
+    ],
+    ids=["nvcc-writable", "bin-writable", "toolkit-group-writable", "nvcc-of-another-user"],
+)
+def test_an_nvcc_another_user_could_have_planted_is_not_executed(tmp_path: Path, make_unsafe: Any, reason: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the refusal rules for root are tested as root")
+    root, canary = tmp_path / "root", tmp_path / "canary"
+    build_tree(root, planted_toolkit(canary))
+    make_unsafe(root)
+    doc = run_script(root)
+    assert not canary.exists(), "the planted nvcc ran"
+    tk = toolkit_124(doc)
+    assert tk["nvcc"]["rc"] is None and tk["nvcc"]["error"] == f"not executed: {reason}"
+    assert {"where": "/usr/local/cuda-12.4/bin/nvcc", "message": f"not executed: {reason}"} in doc["notes"]
+    # Its version line is read from its bytes as data, never by running it.
+    assert tk["nvcc_version_line"] == NVCC_124
+    facts = parse_probe_output(json.dumps(doc), host="h")
+    (toolkit,) = facts.toolkits
+    assert (toolkit.version, toolkit.version_source) == ("12.4.131", "nvcc")
+    assert any(n.message == f"not executed: {reason}" for n in facts.notes)
+
+
+def test_an_nvcc_reached_through_a_link_to_a_users_file_is_not_executed(tmp_path: Path) -> None:
+    root, canary = tmp_path / "root", tmp_path / "canary"
+    tree = planted_toolkit(canary)
+    tree["/home/eve/nvcc"] = tree.pop("/usr/local/cuda-12.4/bin/nvcc")
+    tree["/usr/local/cuda-12.4/bin/nvcc"] = Link("/home/eve/nvcc")
+    build_tree(root, tree)
+    chmod(root, "/home/eve", 0o777)
+    doc = run_script(root)
+    assert not canary.exists(), "the planted nvcc ran"
+    assert toolkit_124(doc)["nvcc"]["error"] == "not executed: /home/eve is writable by others (mode 0777)"
+
+
+def test_a_safe_nvcc_is_still_executed(tmp_path: Path) -> None:
+    root, canary = tmp_path / "root", tmp_path / "canary"
+    build_tree(root, planted_toolkit(canary))
+    doc = run_script(root)
+    assert canary.exists()
+    tk = toolkit_124(doc)
+    assert tk["nvcc"]["rc"] == 0 and tk["nvcc"]["stdout"] == NVCC_124 + "\n" and "nvcc_version_line" not in tk
+    assert not [n for n in doc["notes"] if "not executed" in n["message"]]
+
+
+def test_an_unsafe_nvidia_smi_first_on_the_path_is_skipped_for_a_safe_one(tmp_path: Path) -> None:
+    root, canary = tmp_path / "root", tmp_path / "canary"
+    row = "NVIDIA H200, 580.159.04, 143771, GPU-0, 00000000:00:06.0, 9.0\n"
+    build_tree(
+        root,
+        {
+            **USRMERGE,
+            "/usr/local/bin/nvidia-smi": Exec(f"touch {canary}\n"),
+            "/usr/bin/nvidia-smi": printing(row),
+            "/usr/bin/python3": b"\x7fELF",
+        },
+    )
+    chmod(root, "/usr/local/bin", 0o777)
+    doc = run_script(root)
+    assert not canary.exists(), "the planted nvidia-smi ran"
+    (run,) = doc["driver"]["nvidia_smi"]
+    assert run["argv"][0] == "/usr/bin/nvidia-smi" and run["stdout"] == row
+    assert {
+        "where": "/usr/local/bin/nvidia-smi",
+        "message": "not executed: /usr/local/bin is writable by others (mode 0777)",
+    } in doc["notes"]
+
+
+def test_a_fifo_where_a_file_is_expected_does_not_hang_the_probe(tmp_path: Path) -> None:
+    root, canary = tmp_path / "root", tmp_path / "canary"
+    build_tree(root, planted_toolkit(canary))
+    os.mkfifo(root / "usr/local/cuda-12.4/version.json")
+    (root / "etc").mkdir()
+    os.mkfifo(root / "etc/os-release")
+    doc = run_script(root, timeout=30)  # a regression fails here rather than hanging
+    tk = toolkit_124(doc)
+    assert tk["version_json"] is None and tk["nvcc"]["rc"] == 0
+    assert {"where": "/etc/os-release", "message": "not read: not a regular file (a FIFO)"} in doc["notes"]
+    assert {
+        "where": "/usr/local/cuda-12.4/version.json",
+        "message": "not read: not a regular file (a FIFO)",
+    } in doc["notes"]
+
+
+def test_the_loaders_variables_are_not_passed_to_commands_unless_safe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    safe, open_dir = tmp_path / "safe", tmp_path / "open"
+    safe.mkdir()
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    monkeypatch.setenv("LD_PRELOAD", str(open_dir / "evil.so"))
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{open_dir}::{safe}:relative:{tmp_path}/missing")
+    remote = remote_namespace()
+    probe = remote["Probe"](dict(remote["DEFAULT_OPTIONS"], root=str(tmp_path), nvml=False))
+    assert "LD_PRELOAD" not in probe.env and probe.env["LD_LIBRARY_PATH"] == str(safe)
+    assert {
+        "where": str(open_dir),
+        "message": f"left out of LD_LIBRARY_PATH for the commands the probe runs: {open_dir} is writable"
+        " by others (mode 0777)",
+    } in probe.notes
+
+
+def test_an_nvml_library_another_user_could_have_planted_is_not_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = tmp_path / "lib" / "libnvidia-ml.so.1"
+    library.parent.mkdir()
+    library.write_bytes(b"\x7fELF")
+    library.chmod(0o666)
+    remote = remote_namespace()
+    remote["PYNVML_SOURCE_Z"] = "not used"
+    probe = remote["Probe"](dict(remote["DEFAULT_OPTIONS"], nvml=True))
+    monkeypatch.setattr(probe, "nvml_libraries", lambda: [str(library)])
+
+    def cdll(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"dlopen {args}")
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    nvml = probe.nvml()
+    assert nvml["ok"] is False and nvml["loaded"] is False
+    assert nvml["error"] == f"NVML not loaded: {library} is writable by others (mode 0666)"
+    assert {"where": str(library), "message": nvml["error"][len("NVML ") :]} in probe.notes
 
 
 # --- the script on this machine and on Python 3.6 -------------------------------------------------
