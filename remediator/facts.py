@@ -57,6 +57,11 @@ class Gpu:
     memory_mib: int | None = None
     compute_capability: str | None = None  # "9.0"
     pci_bus_id: str = ""
+    # Where the GPU was seen: "nvml", "nvidia-smi", or, when both fail (a driver/library mismatch, no
+    # userspace driver), "proc" (/proc/driver/nvidia/gpus/*/information) or "pci" (an NVIDIA display or
+    # 3D controller in /sys/bus/pci/devices, named by its PCI device id).
+    source: str = ""
+    pci_device_id: str = ""  # "0x2330"
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,50 @@ class LoaderConfig:
 
 
 @dataclass(frozen=True)
+class LibFile:
+    """One CUDA-family shared library in a directory the loader may search (libcuda, libcudart,
+    libcublas*, libcudnn*, libcufft, libcurand, libcusolver*, libcusparse, libnvJitLink, libnvrtc, libnccl)."""
+
+    name: str  # the file name in its directory: "libcudart.so.11.0" (often a link)
+    soname: str = ""  # the ELF DT_SONAME of the file it reaches ("" when it has none or is unreadable)
+    real: str = ""  # the file it reaches, symlinks followed: ".../libcudart.so.11.2.152"
+    version: str | None = None  # from the real file's name ("11.2.152", "8.1.1"), or None
+    stub: bool = False  # a link-time stub (a `stubs` dir of a toolkit): it cannot run anything
+
+
+@dataclass(frozen=True)
+class LibDir:
+    """A directory the loader may search for some way of starting Python, and the libraries in it."""
+
+    path: str  # as it was named (an LD_LIBRARY_PATH entry, an ld.so.conf line, an RPATH, ...)
+    real: str = ""  # the real directory
+    exists: bool = True
+    libs: tuple[LibFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class ElfDeps:
+    """The dynamic section of one of a framework's own shared objects."""
+
+    path: str  # e.g. .../site-packages/torch/lib/libtorch_cuda.so
+    needed: tuple[str, ...] = ()  # DT_NEEDED sonames
+    rpath: tuple[str, ...] = ()  # DT_RPATH entries with $ORIGIN expanded to the object's real directory
+    runpath: tuple[str, ...] = ()  # DT_RUNPATH entries, likewise
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """LD_LIBRARY_PATH as one way of starting Python on the host sees it."""
+
+    # "ssh command" (a non-interactive session: /etc/environment only), "login shell" (profile.d, ~/.profile),
+    # "venv activate", "conda activate" (activate.d), "jupyter kernel NAME", "systemd UNIT"
+    name: str
+    ld_library_path: tuple[str, ...] = ()  # in search order, as set (unexpanded variables dropped)
+    source: str = ""  # the file(s) that set it, ", "-separated
+    env: str | None = None  # the env it starts (activate scripts, kernels); None: any env
+
+
+@dataclass(frozen=True)
 class Framework:
     name: str  # pip distribution name: tensorflow, tensorflow-gpu, tensorflow-cpu, tf-nightly, torch, jax
     version: str  # as installed, e.g. "2.11.0+cu130"
@@ -114,6 +163,7 @@ class Framework:
     cudnn_build: str | None = None  # cuDNN it was built for ("8", "8.1", "91900" normalised to 9.19.0)
     is_cuda_build: bool | None = None  # False for CPU-only wheels
     build_info_source: str = ""  # the file the build facts came from
+    elf: tuple[ElfDeps, ...] = ()  # its main CUDA shared objects (libtorch_cuda.so, _pywrap_tensorflow_internal.so)
 
 
 @dataclass(frozen=True)
@@ -149,6 +199,12 @@ class HostFacts:
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     envs: tuple[PythonEnv, ...] = ()
     notes: tuple[ProbeNote, ...] = ()
+    # What the loader can reach, for diagnosis to resolve each library like the loader does: every
+    # directory on any search path (LD_LIBRARY_PATH of each launch env, ld.so.conf, the default dirs,
+    # each env's own lib dirs and its nvidia-* wheel dirs, the frameworks' RPATH/RUNPATH), with the
+    # CUDA-family libraries in each; and LD_LIBRARY_PATH per way of starting Python.
+    libdirs: tuple[LibDir, ...] = ()
+    launch_envs: tuple[LaunchEnv, ...] = ()
 
     def default_toolkit(self) -> CudaToolkit | None:
         return next((t for t in self.toolkits if t.is_default), None)
