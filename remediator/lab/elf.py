@@ -46,8 +46,19 @@ def _elf_hash(name: bytes) -> int:
     return h
 
 
-def shared_object(soname: str, exports: tuple[Export, ...] = ()) -> bytes:
-    """Return the bytes of a loadable shared object named `soname` exporting `exports`."""
+def shared_object(
+    soname: str,
+    exports: tuple[Export, ...] = (),
+    *,
+    needed: tuple[str, ...] = (),
+    rpath: tuple[str, ...] = (),
+    runpath: tuple[str, ...] = (),
+) -> bytes:
+    """Return the bytes of a shared object named `soname` exporting `exports`.
+
+    `needed` become DT_NEEDED entries, `rpath` and `runpath` one DT_RPATH / DT_RUNPATH each (entries
+    joined with `:`, written as given: `$ORIGIN/../lib`). An object with DT_NEEDED entries loads only
+    where the loader finds those libraries; the lab's framework objects are read, never loaded."""
     # Layout, all in one read+execute PT_LOAD at address 0:
     # ELF header | 3 program headers | .hash | .dynsym | .dynstr | .text | .dynamic
     strtab = bytearray(b"\0")
@@ -58,6 +69,9 @@ def shared_object(soname: str, exports: tuple[Export, ...] = ()) -> bytes:
         return off
 
     soname_off = add_str(soname)
+    needed_offs = [add_str(n) for n in needed]
+    rpath_off = add_str(":".join(rpath)) if rpath else None
+    runpath_off = add_str(":".join(runpath)) if runpath else None
     name_offs = [add_str(e.name) for e in exports]
     nsyms = len(exports) + 1  # index 0 is the null symbol
 
@@ -77,15 +91,20 @@ def shared_object(soname: str, exports: tuple[Export, ...] = ()) -> bytes:
         code_offs.append(pos)
         pos = (pos + len(c) + 15) & ~15
     dynamic_off = (pos + 7) & ~7
-    dyn_entries = [
+    dyn_entries = [(1, off) for off in needed_offs]  # DT_NEEDED, in link order
+    dyn_entries += [
         (4, hash_off),  # DT_HASH
         (5, dynstr_off),  # DT_STRTAB
         (6, dynsym_off),  # DT_SYMTAB
         (10, len(strtab)),  # DT_STRSZ
         (11, 24),  # DT_SYMENT
         (14, soname_off),  # DT_SONAME
-        (0, 0),  # DT_NULL
     ]
+    if rpath_off is not None:
+        dyn_entries.append((15, rpath_off))  # DT_RPATH
+    if runpath_off is not None:
+        dyn_entries.append((29, runpath_off))  # DT_RUNPATH
+    dyn_entries.append((0, 0))  # DT_NULL
     dynamic_size = 16 * len(dyn_entries)
     total = dynamic_off + dynamic_size
 

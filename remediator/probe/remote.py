@@ -32,6 +32,7 @@ import json
 import os
 import re
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -166,6 +167,7 @@ class Probe:
         self.loader = {"ld_so_conf": [], "ld_library_path": []}
         self.ldcache_text = None
         self.nvml_hung = False
+        self.elf_cache = {}
 
     # --- paths inside the (optional) root --------------------------------------------------------
 
@@ -328,6 +330,27 @@ class Probe:
         if data is None:
             return None
         return data.decode("utf-8", "replace")
+
+    def read_elf(self, path):
+        """The dynamic section of the ELF object at a host path (links followed), read as data:
+        {"soname", "needed", "rpath", "runpath"} or {"error": ...}; None when it is not a regular
+        file. Cached by the real path: one library is reached under many names."""
+        real = self.resolve(path) or path
+        if real in self.elf_cache:
+            return self.elf_cache[real]
+        handle = self.open_regular(real)
+        if handle is None:
+            result = None
+        else:
+            try:
+                with handle:
+                    result = elf_dynamic(handle)
+            except ElfError as exc:
+                result = {"error": str(exc)}
+            except (OSError, ValueError, struct.error, OverflowError) as exc:
+                result = {"error": "cannot read: %s" % (getattr(exc, "strerror", None) or exc)}
+        self.elf_cache[real] = result
+        return result
 
     def glob_names(self, directory, pattern):
         regex = re.compile(pattern)
@@ -1170,6 +1193,132 @@ class Probe:
                 defines = [m.group(0).decode("utf-8", "replace").strip() for m in DEFINE_RE.finditer(data)]
             files.append({"path": path, "real": self.resolve(path), "defines": defines[:20]})
         return files
+
+
+# --- ELF: the dynamic section of a shared object, read with a few bounded seeks -------------------
+
+ELF_HEADER_CAP = 64
+ELF_PHNUM_CAP = 512  # program headers; real objects have about ten
+ELF_SHNUM_CAP = 4096  # section headers, read only when there is no PT_DYNAMIC
+ELF_DYNAMIC_CAP = 1024 * 1024  # the dynamic section: 16 bytes an entry; real ones hold fewer than 100
+ELF_STRINGS_CAP = 512  # DT_NEEDED/RPATH/RUNPATH/SONAME strings kept from one object
+ELF_STRING_CAP = 16 * 1024  # one string (an RPATH of many directories); longer is an error
+DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29
+
+
+class ElfError(Exception):
+    pass
+
+
+def elf_read_at(handle, offset, size, what):
+    if offset < 0 or size < 0:
+        raise ElfError("%s: bad offset" % what)
+    handle.seek(offset)
+    data = handle.read(size)
+    if len(data) != size:
+        raise ElfError("%s: past the end of the file" % what)
+    return data
+
+
+def elf_dynamic(handle):
+    """The dynamic section of an ELF64 little-endian object: {"soname", "needed", "rpath", "runpath"}
+    with strings as written (RPATH/RUNPATH as one `:`-joined string each, or None). Reads only the ELF
+    header, the program headers (or the section headers, when there is no PT_DYNAMIC), the dynamic
+    section and each wanted string, each bounded. Raises ElfError for anything else: 32-bit or
+    big-endian objects, no dynamic section, offsets outside the file."""
+    ident = handle.read(ELF_HEADER_CAP)
+    if len(ident) < ELF_HEADER_CAP or ident[:4] != b"\x7fELF":
+        raise ElfError("not an ELF object")
+    if ident[4] != 2:
+        raise ElfError("not read: a 32-bit ELF object (only ELF64 is read)")
+    if ident[5] != 1:
+        raise ElfError("not read: a big-endian ELF object (only little-endian is read)")
+    e_phoff, e_shoff = struct.unpack_from("<QQ", ident, 32)
+    e_phentsize, e_phnum, e_shentsize, e_shnum = struct.unpack_from("<HHHH", ident, 54)
+    dyn_off = dyn_size = None
+    loads = []
+    if e_phnum and e_phentsize >= 56:
+        if e_phnum > ELF_PHNUM_CAP or e_phentsize * e_phnum > ELF_DYNAMIC_CAP:
+            raise ElfError("%d program headers, more than %d" % (e_phnum, ELF_PHNUM_CAP))
+        table = elf_read_at(handle, e_phoff, e_phentsize * e_phnum, "program headers")
+        for i in range(e_phnum):
+            p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack_from("<IIQQQQ", table, i * e_phentsize)
+            if p_type == 1:  # PT_LOAD: maps the addresses DT_STRTAB is given in
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == 2 and dyn_off is None:  # PT_DYNAMIC
+                dyn_off, dyn_size = p_offset, p_filesz
+    strtab_off = None
+    if dyn_off is None and e_shnum and e_shentsize >= 64:
+        if e_shnum > ELF_SHNUM_CAP or e_shentsize * e_shnum > ELF_DYNAMIC_CAP:
+            raise ElfError("%d section headers, more than %d" % (e_shnum, ELF_SHNUM_CAP))
+        table = elf_read_at(handle, e_shoff, e_shentsize * e_shnum, "section headers")
+        for i in range(e_shnum):
+            _, sh_type, _, _, sh_offset, sh_size, sh_link = struct.unpack_from("<IIQQQQI", table, i * e_shentsize)
+            if sh_type == 6 and sh_link < e_shnum:  # SHT_DYNAMIC; sh_link: its string table
+                dyn_off, dyn_size = sh_offset, sh_size
+                strtab_off = struct.unpack_from("<Q", table, sh_link * e_shentsize + 24)[0]
+                break
+    if dyn_off is None:
+        raise ElfError("no dynamic section (not a shared object?)")
+    if dyn_size > ELF_DYNAMIC_CAP:
+        raise ElfError("a dynamic section of %d bytes, more than %d" % (dyn_size, ELF_DYNAMIC_CAP))
+    dynamic = elf_read_at(handle, dyn_off, dyn_size - dyn_size % 16, "dynamic section")
+    entries = []
+    strtab_addr = None
+    for i in range(0, len(dynamic), 16):
+        tag, value = struct.unpack_from("<qQ", dynamic, i)
+        if tag == DT_NULL:
+            break
+        if tag == DT_STRTAB:
+            strtab_addr = value
+        elif tag in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH):
+            entries.append((tag, value))
+    if len(entries) > ELF_STRINGS_CAP:
+        raise ElfError("%d dynamic strings, more than %d" % (len(entries), ELF_STRINGS_CAP))
+    if strtab_off is None and entries:
+        if strtab_addr is None:
+            raise ElfError("no DT_STRTAB")
+        for vaddr, offset, size in loads:
+            if vaddr <= strtab_addr < vaddr + size:
+                strtab_off = strtab_addr - vaddr + offset
+                break
+        else:
+            raise ElfError("DT_STRTAB is outside every loaded segment")
+    out = {"soname": None, "needed": [], "rpath": None, "runpath": None}
+    for tag, value in entries:
+        handle.seek(strtab_off + value)
+        raw = handle.read(ELF_STRING_CAP + 1)
+        end = raw.find(b"\0")
+        if end < 0:
+            raise ElfError("an unterminated or overlong string in the dynamic string table")
+        text = raw[:end].decode("utf-8", "replace")
+        if tag == DT_NEEDED:
+            out["needed"].append(text)
+        elif tag == DT_SONAME:
+            out["soname"] = text
+        elif tag == DT_RPATH:
+            out["rpath"] = text
+        else:
+            out["runpath"] = text
+    return out
+
+
+def expand_origin(value, origin):
+    """RPATH/RUNPATH entries with $ORIGIN expanded (to the object's real directory, then
+    normalised: its `..` are taken lexically, which is right for a real directory); (entries,
+    dropped) where dropped are the entries naming $LIB or $PLATFORM, which depend on the loader."""
+    entries, dropped = [], []
+    for part in value.split(":"):
+        if not part:
+            continue  # an empty entry means the current directory: nothing the probe can name
+        expanded = part.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+        if re.search(r"\$(\{)?(LIB|PLATFORM)\b", expanded):
+            dropped.append(part)
+            continue
+        if expanded != part:
+            expanded = os.path.normpath(expanded)
+        entries.append(expanded)
+    return entries, dropped
 
 
 def file_kind(mode):
