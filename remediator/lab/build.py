@@ -308,7 +308,8 @@ class Builder:
             Export("cuDriverGetVersion", Kind.STORE, catalog.cuda_int(cuda)),
             Export("cuInit", Kind.RETURN, init),
         )
-        self._lib(LIBDIR, "libcuda.so", v, "libcuda.so.1", cuda_exports, dev_link=True, record=compute)
+        if "libcuda" not in d.omit:
+            self._lib(LIBDIR, "libcuda.so", v, "libcuda.so.1", cuda_exports, dev_link=True, record=compute)
         # NVML: a working NVML is not modelled, so a healthy host's NVML exports nothing and a probe falls
         # back to nvidia-smi; a broken one fails nvmlInit the way the real library does.
         nvml_exports = (
@@ -745,7 +746,7 @@ class Builder:
             files += self._tensorflow(site, p, uid, gid)
             requires = [f'{w.name}=={w.version} ; extra == "and-cuda"' for w in wheels]
         elif p.name == "torch":
-            files += self._torch(site, p, uid, gid)
+            files += self._torch(site, p, wheels, uid, gid)
             if p.channel == "pypi" or "+" not in p.version:
                 dist_version = p.version.split("+")[0]
             requires = [
@@ -792,14 +793,23 @@ class Builder:
         t.write(f"{pkg}/python/platform/build_info.py", text, 0o644, uid, gid)
         t.write(f"{pkg}/python/platform/__init__.py", "", 0o644, uid, gid)
         t.write(f"{pkg}/python/__init__.py", "", 0o644, uid, gid)
+        # The shared objects: TensorFlow opens its CUDA libraries with dlopen at run time (its dso_loader),
+        # so neither names one in DT_NEEDED; the extension module finds the framework library through a
+        # RUNPATH to `$ORIGIN/..` (the release's RUNPATH holds Bazel's _solib dirs too; left out here).
+        framework = f"libtensorflow_framework.so.{major}"
+        t.write(f"{pkg}/{framework}", shared_object(framework), 0o755, uid, gid)
+        pywrap = shared_object("_pywrap_tensorflow_internal.so", needed=(framework,), runpath=("$ORIGIN/..",))
+        t.write(f"{pkg}/python/_pywrap_tensorflow_internal.so", pywrap, 0o755, uid, gid)
         return [
             f"{pkg}/__init__.py",
+            f"{pkg}/{framework}",
             f"{pkg}/python/__init__.py",
+            f"{pkg}/python/_pywrap_tensorflow_internal.so",
             f"{pkg}/python/platform/__init__.py",
             f"{pkg}/python/platform/build_info.py",
         ]
 
-    def _torch(self, site: str, p: Package, uid: int, gid: int) -> list[str]:
+    def _torch(self, site: str, p: Package, wheels: list[Package], uid: int, gid: int) -> list[str]:
         t = self.t
         pkg = f"{site}/torch"
         m = re.search(r"\+cu(\d+)(\d)$", p.version)
@@ -817,11 +827,12 @@ class Builder:
             gid,
         )
         files = [f"{pkg}/__init__.py", f"{pkg}/version.py"]
-        libs = ["libc10.so", "libtorch.so", "libtorch_cpu.so", "libtorch_python.so"]
+        cpu_libs = ("libc10.so", "libtorch.so", "libtorch_cpu.so", "libtorch_python.so")
+        objects = {name: shared_object(name) for name in cpu_libs}
         if cuda is not None:
-            libs += ["libc10_cuda.so", "libtorch_cuda.so"]
-        for name in libs:
-            t.write(f"{pkg}/lib/{name}", shared_object(name), 0o755, uid, gid)
+            objects.update(self._torch_cuda_objects(pkg, p, cuda, wheels, uid, gid, files))
+        for name, data in objects.items():
+            t.write(f"{pkg}/lib/{name}", data, 0o755, uid, gid)
             files.append(f"{pkg}/lib/{name}")
         if p.cudnn is not None:  # older wheels of the PyTorch index bundle cuDNN inside torch/lib
             major = int(p.cudnn.split(".")[0])
@@ -838,6 +849,49 @@ class Builder:
                 files.append(f"{pkg}/lib/{base}.so.{major}")
         return files
 
+    def _torch_cuda_objects(
+        self, pkg: str, p: Package, cuda: str, wheels: list[Package], uid: int, gid: int, files: list[str]
+    ) -> dict[str, bytes]:
+        """libtorch_cuda.so, libc10_cuda.so and libtorch_global_deps.so with the DT_NEEDED and DT_RPATH a
+        release of that kind has. Wheels that depend on nvidia-* wheels (PyPI, torch >= 1.13) carry an
+        RPATH (not RUNPATH, so LD_LIBRARY_PATH cannot override it) to `$ORIGIN/../../nvidia/<x>/lib` of
+        those wheels, then `$ORIGIN` (pytorch/builder#1150, #1183: `readelf -d` and `patchelf
+        --print-rpath` of libtorch_cuda.so). Self-contained wheels bundle a hash-named libcudart in
+        torch/lib with RPATH `$ORIGIN` (pytorch/builder#1061: `libcudart-80664282.so.10.2` in `ldd
+        libtorch_cuda.so`). The exact NEEDED list of each release is longer; the CUDA ones are what
+        the probe follows. Which of torch/lib's objects name which library is modelled on libtorch_cuda.so
+        for all three."""
+        t = self.t
+        major = cuda.split(".")[0]
+        cudart = catalog.cudart_soname(f"{cuda}.0")
+        cudnn_major = p.cudnn.split(".")[0] if p.cudnn is not None else None
+        dirs: list[str] = []
+        for w in wheels:
+            d = _wheel_dir(w)
+            if d is not None and d not in dirs:
+                dirs.append(d)
+            if w.name.startswith("nvidia-cudnn"):
+                cudnn_major = w.version.split(".")[0]
+        if dirs:
+            rpath = (*(f"$ORIGIN/../../nvidia/{d}/lib" for d in dirs), "$ORIGIN")
+            cuda_needed = [cudart, catalog.cublas_soname(f"{cuda}.0"), f"libcublasLt.so.{major}"]
+        else:
+            rpath = ("$ORIGIN",)
+            tag = hashlib.sha256(f"cudart{p.version}".encode()).hexdigest()[:8]
+            bundled = cudart.replace("libcudart.so", f"libcudart-{tag}.so")
+            rt = Export("cudaRuntimeGetVersion", Kind.STORE, catalog.cuda_int(cuda))
+            t.write(f"{pkg}/lib/{bundled}", shared_object(bundled, (rt,)), 0o755, uid, gid)
+            files.append(f"{pkg}/lib/{bundled}")
+            cuda_needed = [bundled]
+        if cudnn_major is not None:
+            cuda_needed.append(f"libcudnn.so.{cudnn_major}")
+        own = ("libc10_cuda.so", "libc10.so", "libtorch_cpu.so")
+        return {
+            "libc10_cuda.so": shared_object("libc10_cuda.so", needed=(cuda_needed[0], "libc10.so"), rpath=rpath),
+            "libtorch_cuda.so": shared_object("libtorch_cuda.so", needed=(*own, *cuda_needed), rpath=rpath),
+            "libtorch_global_deps.so": shared_object("libtorch_global_deps.so", needed=tuple(cuda_needed), rpath=rpath),
+        }
+
     def _nvidia_wheel(self, site: str, p: Package, uid: int, gid: int) -> list[str]:
         t = self.t
         m = re.search(r"-cu(\d+)$", p.name)
@@ -845,7 +899,6 @@ class Builder:
         base = re.sub(r"-cu\d+$", "", p.name)[len("nvidia-") :]
         files = [f"{site}/nvidia/__init__.py"]
         t.write(f"{site}/nvidia/__init__.py", "", 0o644, uid, gid)
-        new_layout = not m  # CUDA 13 wheels: unsuffixed names, libraries under nvidia/cu13/lib
         if base == "cudnn":
             d = f"{site}/nvidia/cudnn"
             major = int(p.version.split(".")[0])
@@ -859,8 +912,7 @@ class Builder:
                 t.write(f"{d}/include/{h}", header(h), 0o644, uid, gid)
                 files.append(f"{d}/include/{h}")
         elif base in ("cuda-runtime", "cublas", "nccl"):
-            comp = {"cuda-runtime": "cuda_runtime", "cublas": "cublas", "nccl": "nccl"}[base]
-            d = f"{site}/nvidia/cu{cu}" if new_layout and base != "nccl" else f"{site}/nvidia/{comp}"
+            d = f"{site}/nvidia/{_wheel_dir(p)}"
             if base == "cuda-runtime":
                 sonames = [catalog.cudart_soname(f"{cu}.{p.version.split('.')[1]}.0")]
             elif base == "cublas":
@@ -902,7 +954,9 @@ class Builder:
             elif f.link is not None:
                 t.symlink(f.path, f.link, uid, gid)
             elif f.library is not None:
-                t.write(f.path, shared_object(f.library), f.mode if f.mode != 0o644 else 0o755, uid, gid)
+                exports = tuple(Export(n, Kind(k), v) for n, k, v in f.exports)
+                mode = f.mode if f.mode != 0o644 else 0o755
+                t.write(f.path, shared_object(f.library, exports), mode, uid, gid)
             else:
                 t.write(f.path, f.content or "", f.mode, uid, gid)
 
@@ -983,6 +1037,20 @@ def _stub(soname: str, exports: tuple[Export, ...]) -> bytes:
     if key not in _STUBS:
         _STUBS[key] = shared_object(soname, exports)
     return _STUBS[key]
+
+
+def _wheel_dir(p: Package) -> str | None:
+    """The directory under site-packages/nvidia/ whose lib/ an nvidia-* wheel fills (None: no lib/)."""
+    m = re.search(r"-cu(\d+)$", p.name)
+    cu = m.group(1) if m else p.version.split(".")[0]
+    base = re.sub(r"-cu\d+$", "", p.name)[len("nvidia-") :]
+    if base == "cudnn":
+        return "cudnn"
+    if base in ("cuda-runtime", "cublas", "nccl"):
+        comp = {"cuda-runtime": "cuda_runtime", "cublas": "cublas", "nccl": "nccl"}[base]
+        # CUDA 13 wheels: unsuffixed names, libraries under nvidia/cu13/lib
+        return f"cu{cu}" if not m and base != "nccl" else comp
+    return None
 
 
 def _gid(group: str, name: str) -> int:

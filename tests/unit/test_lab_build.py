@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import io
 import json
 import os
 import stat
@@ -16,6 +17,7 @@ import yaml
 
 from remediator.lab import build, elf, scenario
 from remediator.lab.tree import Tree
+from remediator.probe import remote
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "inventories" / "lab"
 
@@ -208,3 +210,50 @@ def test_elf_stubs_carry_their_soname() -> None:
     assert data[:4] == b"\x7fELF" and b"libcudnn.so.8\0" in data
     store = elf.shared_object("libcudart.so.12", (elf.Export("cudaRuntimeGetVersion", elf.Kind.STORE, 12020),))
     assert b"cudaRuntimeGetVersion\0" in store
+
+
+def _dynamic(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        return remote.elf_dynamic(handle)  # type: ignore[no-any-return]
+
+
+def test_elf_stubs_can_carry_needed_rpath_and_runpath() -> None:
+    data = elf.shared_object(
+        "libx.so.1", needed=("libcudart.so.12", "libc.so.6"), rpath=("$ORIGIN", "/a"), runpath=("/b",)
+    )
+    assert remote.elf_dynamic(io.BytesIO(data)) == {
+        "soname": "libx.so.1",
+        "needed": ["libcudart.so.12", "libc.so.6"],
+        "rpath": "$ORIGIN:/a",
+        "runpath": "/b",
+    }
+
+
+def test_framework_objects_carry_the_releases_needed_and_rpath(tmp_path: Path, outer: build.Outer) -> None:
+    root, _ = make(tmp_path, outer, "lib-shadowed-pip")
+    site = "/home/ubuntu/venvs/torch/lib/python3.11/site-packages"
+    cuda = _dynamic(host(root, f"{site}/torch/lib/libtorch_cuda.so"))
+    assert {"libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcudnn.so.8"} <= set(cuda["needed"])
+    assert cuda["runpath"] is None  # an RPATH: LD_LIBRARY_PATH cannot override it (pytorch/builder#1150)
+    rpath = cuda["rpath"].split(":")
+    assert "$ORIGIN/../../nvidia/cudnn/lib" in rpath and "$ORIGIN/../../nvidia/cuda_runtime/lib" in rpath
+    assert rpath[-1] == "$ORIGIN"
+    for entry in rpath[:-1]:  # each names a wheel directory that is there
+        assert host(root, entry.replace("$ORIGIN", f"{site}/torch/lib")).is_dir(), entry
+    assert _dynamic(host(root, f"{site}/torch/lib/libc10_cuda.so"))["needed"][0] == "libcudart.so.12"
+
+    # A self-contained wheel of the PyTorch index: a hash-named libcudart next to it, RPATH $ORIGIN.
+    data = yaml.safe_load((SCENARIO_DIR / "framework-cpu-only.yaml").read_text())
+    data["id"] = "bundled"
+    data["envs"][0]["packages"] = [{"name": "torch", "version": "1.12.1+cu113", "channel": "pytorch", "cudnn": "8.3"}]
+    root, _ = make(tmp_path, outer, data)
+    cuda = _dynamic(host(root, f"{site}/torch/lib/libtorch_cuda.so"))
+    (bundled,) = [n for n in cuda["needed"] if n.startswith("libcudart-")]
+    assert bundled.endswith(".so.11.0") and "libcudnn.so.8" in cuda["needed"] and cuda["rpath"] == "$ORIGIN"
+    assert _dynamic(host(root, f"{site}/torch/lib/{bundled}"))["soname"] == bundled
+
+    root, _ = make(tmp_path, outer, "healthy-tf-and-cuda")
+    site = "/opt/venvs/tf215/lib/python3.11/site-packages"
+    pywrap = _dynamic(host(root, f"{site}/tensorflow/python/_pywrap_tensorflow_internal.so"))
+    assert pywrap["needed"] == ["libtensorflow_framework.so.2"] and pywrap["runpath"] == "$ORIGIN/.."
+    assert _dynamic(host(root, f"{site}/tensorflow/libtensorflow_framework.so.2"))["needed"] == []
