@@ -42,6 +42,11 @@ CODES: dict[str, Severity] = {
     "LIB_SHADOWED": "error",
     "LDPATH_MISSING_DIR": "warning",
     "UNPARSABLE_VERSION": "warning",
+    # Decided by resolving each library like the loader (remediator.linkage):
+    "DRIVER_USERSPACE_MISSING": "error",
+    "LIBCUDA_STUB": "error",
+    "CUDA_LIB_UNRESOLVED": "error",
+    "GPU_ARCH_UNSUPPORTED": "error",
 }
 
 # pip distributions of one framework family: two of them in one env fight over the same import name.
@@ -99,6 +104,11 @@ def diagnose(facts: HostFacts, target: Target | None, matrix: Matrix) -> list[Fi
         if not req.bundles_cuda and (len(own) < len(envs) or not envs):
             findings += _system_stack(facts, req)
     findings += _shadowed_toolkit_cudnn(facts)
+    # Every library each framework needs, resolved like the loader: what the judges above did not see.
+    from remediator import linkage
+
+    reported = frozenset(f.code for f in findings if f.severity == "error")
+    findings += linkage.judge(facts, matrix, req, reported)
     # Stable order: severity, then code, then message (evidence differs per host, message includes it).
     return sorted(_dedupe(findings), key=lambda f: (_SEVERITY_ORDER[f.severity], f.code, f.message))
 

@@ -6,6 +6,7 @@ Every diagnosis code has at least one test here that fails if its rule is remove
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from factories import (
 )
 
 from remediator.diagnosis import CODES, Finding, diagnose, has_errors
-from remediator.facts import Driver, HostFacts, LdPathEntry, LoaderConfig
+from remediator.facts import Driver, ElfDeps, HostFacts, LaunchEnv, LdPathEntry, LibDir, LibFile, LoaderConfig, PythonEnv
+from remediator.resolve import Resolver, version_from_name
 from remediator.matrix import load_matrix, parse_target
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -371,6 +373,131 @@ def test_findings_serialise_to_json() -> None:
 def test_diagnosis_is_deterministic() -> None:
     facts = healthy_tf24(toolkits=(toolkit("10.1.243", default=True), toolkit("11.0.221")))
     assert run(facts, "tensorflow==2.4.1") == run(facts, "tensorflow==2.4.1")
+
+
+# --- libraries resolved like the loader (remediator.linkage) -------------------------------------------
+
+SYS = "/usr/lib/x86_64-linux-gnu"
+
+
+def lib(name: str, real: str | None = None, *, stub: bool = False) -> LibFile:
+    real_name = real or name
+    return LibFile(name=name, soname=name, real=real_name, version=version_from_name(real_name.rsplit("/", 1)[-1]),
+                   stub=stub)
+
+
+def libdir(path: str, *libs: LibFile, exists: bool = True) -> LibDir:
+    return LibDir(path=path, real=path, exists=exists, libs=tuple(
+        dataclasses.replace(f, real=f"{path}/{f.real}") if f.real and "/" not in f.real else f for f in libs))
+
+
+DRIVER_LIBS = libdir(SYS, lib("libcuda.so.1", "libcuda.so.535.104.05"))
+
+
+def resolved_host(*dirs: LibDir, envs: tuple[PythonEnv, ...] = (), launch: tuple[LaunchEnv, ...] = (),
+                  cache: tuple[tuple[str, str], ...] = (), **kw: object) -> HostFacts:
+    loader = LoaderConfig(cache=cache or tuple((f.name, f"{d.path}/{f.name}") for d in (DRIVER_LIBS, *dirs)
+                                               if d.path.startswith(("/usr/lib", "/lib")) for f in d.libs))
+    merged: dict[str, LibDir] = {}
+    for d in (DRIVER_LIBS, *dirs):  # one entry per directory, as the probe reports them
+        merged[d.path] = dataclasses.replace(d, libs=merged[d.path].libs + d.libs) if d.path in merged else d
+    base: dict[str, object] = dict(driver=driver("535.104.05"), libdirs=tuple(merged.values()), envs=envs,
+                                   launch_envs=launch, loader=loader)
+    base.update(kw)
+    return host(**base)
+
+
+def test_the_loaders_order_rpath_then_ld_library_path_then_runpath_then_cache() -> None:
+    a, b, c, d = (libdir(f"/d{i}", lib("libcudnn.so.8", f"libcudnn.so.8.{i}.0")) for i in range(4))
+    facts = resolved_host(a, b, c, d, cache=(("libcudnn.so.8", "/d3/libcudnn.so.8"),))
+    r = Resolver(facts)
+    ld = LaunchEnv("login shell", ("/d1",), "/etc/profile.d/x.sh")
+    assert r.resolve("libcudnn.so.8", ld, ElfDeps("o.so", rpath=("/d0",))).dir == "/d0"
+    # A DT_RUNPATH turns DT_RPATH off, and comes after LD_LIBRARY_PATH.
+    assert r.resolve("libcudnn.so.8", ld, ElfDeps("o.so", rpath=("/d0",), runpath=("/d2",))).dir == "/d1"
+    assert r.resolve("libcudnn.so.8", None, ElfDeps("o.so", runpath=("/d2",))).dir == "/d2"
+    hit = r.resolve("libcudnn.so.8")
+    assert (hit.dir, hit.how, hit.version) == ("/d3", "ld.so.cache", "8.3.0")
+    assert r.resolve("libcudnn.so.9").file is None
+
+
+def test_the_toolkit_stub_as_the_only_libcuda_blocks_every_cuda_program() -> None:
+    # Container images register lib64/stubs in ld.so.conf; ldconfig puts it before the driver's copy.
+    stubs = libdir("/usr/local/cuda-12.2/lib64/stubs", lib("libcuda.so.1", "libcuda.so", stub=True))
+    facts = resolved_host(stubs, cache=(("libcuda.so.1", f"{stubs.path}/libcuda.so.1"),
+                                        ("libcuda.so.1", f"{SYS}/libcuda.so.1")))
+    f = one(run(facts, None), "LIBCUDA_STUB")
+    ev = dict(f.evidence)
+    assert ev["reaches"] == f"{stubs.path}/libcuda.so.1" and ev["how"] == "ld.so.cache"
+    assert "535.104.05" in ev["should reach"]
+
+
+def test_a_loaded_module_without_its_userspace_library() -> None:
+    facts = dataclasses.replace(resolved_host(), libdirs=(libdir(SYS),), loader=LoaderConfig(),
+                                driver=Driver(version="535.104.05", source="proc", kernel_module_version="535.104.05"))
+    f = one(run(facts, None), "DRIVER_USERSPACE_MISSING")
+    assert dict(f.evidence)["reaches"] == "nothing" and "libnvidia-compute-535" in (f.fix or "")
+
+
+def test_plain_tensorflow_215_without_its_cuda_wheels_finds_no_cuda_12() -> None:
+    """pip install tensorflow==2.15.0 without [and-cuda] on a host with CUDA 11.8 and cuDNN 8.6 debs."""
+    env = venv("/opt/tf", "3.11.4", tf("2.15.0", "12.2", "8"))
+    facts = resolved_host(libdir(SYS, lib("libcudnn.so.8", "libcudnn.so.8.6.0")),
+                          libdir("/usr/local/cuda-11.8/lib64", lib("libcudart.so.11.0", "libcudart.so.11.8.89")),
+                          envs=(env,), toolkits=(toolkit("11.8.89", default=True),),
+                          cudnn=(cudnn_deb("8.6.0", "libcudnn8=8.6.0.163-1+cuda11.8"),))
+    findings = run(facts, "tensorflow==2.15.0")
+    unresolved = {dict(f.evidence)["soname"]: f for f in findings if f.code == "CUDA_LIB_UNRESOLVED"}
+    assert set(unresolved) == {"libcudart.so.12", "libcublas.so.12"}
+    assert "[and-cuda]" in (unresolved["libcudart.so.12"].fix or "")
+    # The system's cuDNN 8.6 has the soname TF asks for: it is what TF loads, and 8.6 is too old for 2.15.
+    assert "cuDNN 8.6.0" in one(findings, "CUDNN_MISMATCH").message
+
+
+def test_tensorflow_with_its_wheels_is_healthy_whatever_the_system_has() -> None:
+    env = venv("/opt/tf", "3.11.4", tf("2.15.0", "12.2", "8"), wheels=(("nvidia-cudnn-cu12", "8.9.4.25"),))
+    site = "/opt/tf/lib/python3.11/site-packages/nvidia"
+    facts = resolved_host(libdir(f"{site}/cuda_runtime/lib", lib("libcudart.so.12", "libcudart.so.12.2.140")),
+                          libdir(f"{site}/cublas/lib", lib("libcublas.so.12", "libcublas.so.12.2.5.6")),
+                          libdir(f"{site}/cudnn/lib", lib("libcudnn.so.8", "libcudnn.so.8.9.4")),
+                          libdir("/usr/local/cuda-11.4/lib64", lib("libcudart.so.11.0", "libcudart.so.11.4.148")),
+                          envs=(env,), toolkits=(toolkit("11.4.148", default=True),))
+    assert not has_errors(run(facts, "tensorflow==2.15.0"))
+
+
+def test_a_conda_tensorflow_finds_its_libraries_only_in_an_activated_shell() -> None:
+    """conda's cudatoolkit + cudnn with LD_LIBRARY_PATH exported in activate.d: a Jupyter kernel or an
+    ssh command starts the same Python without it."""
+    prefix = "/home/u/miniconda3/envs/tf"
+    env = venv(prefix, "3.9.16", tf("2.10.0", "11.2", "8"), kind="conda",
+               conda=(("cudatoolkit", "11.2.2"), ("cudnn", "8.1.0.77")))
+    libs = libdir(f"{prefix}/lib", lib("libcudart.so.11.0", "libcudart.so.11.2.152"),
+                  lib("libcublas.so.11", "libcublas.so.11.4.1.1043"), lib("libcudnn.so.8", "libcudnn.so.8.1.0"))
+    launch = (LaunchEnv("ssh command"), LaunchEnv("conda activate", (f"{prefix}/lib",),
+                                                  f"{prefix}/etc/conda/activate.d/env_vars.sh", prefix),
+              LaunchEnv("jupyter kernel tf", (), f"{prefix}/share/jupyter/kernels/tf/kernel.json", prefix))
+    findings = run(resolved_host(libs, envs=(env,), launch=launch), "tensorflow==2.10.0")
+    f = next(f for f in findings if f.code == "CUDA_LIB_UNRESOLVED")
+    assert dict(f.evidence)["launch"] in ("ssh command", "jupyter kernel tf")
+    assert "it does resolve in the conda activate" in f.message
+
+
+def test_torch_110_from_pypi_has_no_kernels_for_an_a100() -> None:
+    """torch 1.10.2 from PyPI is the cu102 build: sm_37 to sm_70, nothing for compute capability 8.0."""
+    env = venv("/opt/torch", "3.9.16", torch("1.10.2", "10.2"))
+    torch_lib = libdir("/opt/torch/lib/python3.9/site-packages/torch/lib",
+                       lib("libcudart-a7b20f20.so.10.2"), lib("libcudnn.so.7"))
+    findings = run(resolved_host(torch_lib, envs=(env,), driver=driver("470.57.02")), "pytorch==1.10.2")
+    f = one(findings, "GPU_ARCH_UNSUPPORTED")
+    assert dict(f.evidence)["build"] == "cu102" and "sm_70" in dict(f.evidence)["kernels for"]
+
+
+def test_torch_171_cu110_on_a_driver_for_cuda_102() -> None:
+    env = venv("/opt/torch", "3.8.10", torch("1.7.1+cu110", "11.0"))
+    torch_lib = libdir("/opt/torch/lib/python3.8/site-packages/torch/lib", lib("libcudart-3f3c6934.so.11.0"))
+    findings = run(resolved_host(torch_lib, envs=(env,), driver=driver("440.33.01")), None)
+    f = next(f for f in findings if f.code == "DRIVER_TOO_OLD")
+    assert dict(f.evidence)["build"] == "cu110" and dict(f.evidence)["needs"] == ">= 450.51.06"
 
 
 def test_every_code_is_exercised() -> None:
