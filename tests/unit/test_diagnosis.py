@@ -25,9 +25,19 @@ from factories import (
 )
 
 from remediator.diagnosis import CODES, Finding, diagnose, has_errors
-from remediator.facts import Driver, ElfDeps, HostFacts, LaunchEnv, LdPathEntry, LibDir, LibFile, LoaderConfig, PythonEnv
-from remediator.resolve import Resolver, version_from_name
+from remediator.facts import (
+    Driver,
+    ElfDeps,
+    HostFacts,
+    LaunchEnv,
+    LdPathEntry,
+    LibDir,
+    LibFile,
+    LoaderConfig,
+    PythonEnv,
+)
 from remediator.matrix import load_matrix, parse_target
+from remediator.resolve import Resolver, version_from_name
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MATRIX = load_matrix()
