@@ -27,6 +27,7 @@ GPUS: dict[str, GpuModel] = {
     g.name: g
     for g in (
         GpuModel("Tesla K80", 11441, "3.7", "Kepler", "Tesla", 149, "0x102D10DE"),
+        GpuModel("Tesla M60", 8129, "5.2", "Maxwell", "Tesla", 150, "0x13F210DE"),
         GpuModel("Tesla P100-PCIE-16GB", 16280, "6.0", "Pascal", "Tesla", 250, "0x15F810DE"),
         GpuModel("Tesla V100-SXM2-16GB", 16160, "7.0", "Volta", "Tesla", 300, "0x1DB110DE"),
         GpuModel("Tesla T4", 15360, "7.5", "Turing", "Nvidia", 70, "0x1EB810DE"),

@@ -70,6 +70,9 @@ class Driver:
     kernel_module: str | None  # the loaded kernel module; None: installed but not loaded
     install: str  # "deb" or "runfile"
     gpus: tuple[Gpu, ...]
+    # Driver user-space libraries left out although the module is loaded (e.g. libcuda: the package that
+    # ships libcuda.so.1 was never installed, as with nvidia-384 without libcuda1-384).
+    omit: tuple[str, ...] = ()
 
     @property
     def mismatch(self) -> bool:
@@ -132,6 +135,9 @@ class ExtraFile:
     library: str | None = None  # an ELF stub with this SONAME
     mode: int = 0o644
     absent: bool = False  # hide the outer machine's file at this path (an overlayfs whiteout)
+    # library: exported functions, name -> ("return", n) for int f() { return n; } or ("store", n) for
+    # int f(int *out) { *out = n; return 0; } (a toolkit's stub libcuda: cuInit returns 34)
+    exports: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,8 +295,12 @@ def _driver(r: _Reader) -> Driver | None:
         gpus.append(Gpu(model, count))
     if not gpus:
         raise d.fail("gpus", "a driver needs at least one GPU")
+    omit = d.items("omit")
+    for i, name in enumerate(omit):
+        if name not in DRIVER_OMITTABLE:
+            raise d.fail(f"omit[{i}]", f"{name!r} is not one of {', '.join(DRIVER_OMITTABLE)}")
     d.done()
-    return Driver(version, kernel, install, tuple(gpus))
+    return Driver(version, kernel, install, tuple(gpus), tuple(omit))
 
 
 def _toolkits(r: _Reader) -> tuple[Toolkit, ...]:
@@ -418,11 +428,24 @@ def _files(r: _Reader, home: str) -> tuple[ExtraFile, ...]:
         absent = fr.flag("absent", False)
         if sum(x is not None for x in (content, link, library)) + absent != 1:
             raise fr.fail("path", "give exactly one of content, link, library, absent")
+        exports: list[tuple[str, str, int]] = []
+        for name, value in fr.table("exports").items():
+            if library is None:
+                raise fr.fail("exports", "only a library has exported functions")
+            if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", name):
+                raise fr.fail(f"exports.{name}", "is not a C function name")
+            if isinstance(value, Mapping) and list(value) == ["store"]:
+                kind, number = "store", value["store"]
+            else:
+                kind, number = "return", value
+            if not isinstance(number, int) or isinstance(number, bool) or not -(2**31) <= number < 2**31:
+                raise fr.fail(f"exports.{name}", f"{value!r}: give an int (returned) or {{store: int}}")
+            exports.append((name, kind, number))
         if absent and not path.startswith(OUTER_VISIBLE_ROOTS):
             # Only /etc, /usr and /var show the outer machine's files; elsewhere leaving it out is enough.
             raise fr.fail("absent", f"{raw!r}: only files under /etc, /usr or /var can be hidden")
         fr.done()
-        out.append(ExtraFile(path, content, link, library, mode, absent))
+        out.append(ExtraFile(path, content, link, library, mode, absent, tuple(exports)))
     return tuple(out)
 
 

@@ -257,3 +257,22 @@ def test_framework_objects_carry_the_releases_needed_and_rpath(tmp_path: Path, o
     pywrap = _dynamic(host(root, f"{site}/tensorflow/python/_pywrap_tensorflow_internal.so"))
     assert pywrap["needed"] == ["libtensorflow_framework.so.2"] and pywrap["runpath"] == "$ORIGIN/.."
     assert _dynamic(host(root, f"{site}/tensorflow/libtensorflow_framework.so.2"))["needed"] == []
+
+
+def test_a_driver_without_libcuda_and_a_stub_that_answers_like_the_toolkits(
+    tmp_path: Path, outer: build.Outer
+) -> None:
+    data = yaml.safe_load((SCENARIO_DIR / "healthy-tf-system-cuda.yaml").read_text())
+    data["driver"].update(omit=["libcuda"], install="deb")
+    stub = "/usr/local/cuda-11.8/targets/x86_64-linux/lib/stubs/libcuda.so"
+    exports = {"cuInit": 34, "cuDriverGetVersion": {"store": 7}}
+    data["files"] = [{"path": stub, "library": "libcuda.so.1", "exports": exports}]
+    root, _ = make(tmp_path, outer, data)
+    assert not os.path.lexists(host(root, "/usr/lib/x86_64-linux-gnu/libcuda.so.1"))
+    assert os.path.lexists(host(root, "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"))
+    compute = [n for n in os.listdir(host(root, "/var/lib/dpkg/info")) if n.startswith("libnvidia-compute-")]
+    assert compute and "libcuda" not in read(root, f"/var/lib/dpkg/info/{compute[0]}")
+    lib = ctypes.CDLL(str(host(root, stub)))
+    assert lib.cuInit(0) == 34
+    out = ctypes.c_int(0)
+    assert lib.cuDriverGetVersion(ctypes.byref(out)) == 0 and out.value == 7

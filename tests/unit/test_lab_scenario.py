@@ -152,3 +152,21 @@ def test_home_relative_paths_expand_for_the_login_user() -> None:
 def test_python_defaults_to_the_hosts_own() -> None:
     s = scenario.parse(base(), "x.yaml", host_python="3.11.7")
     assert s.envs[0].python == "3.11.7"
+
+
+def test_driver_omit_and_library_exports_are_checked() -> None:
+    data = base()
+    data["driver"]["omit"] = ["libnvidia-ml"]
+    with pytest.raises(InputError, match=r"driver.omit\[0\]"):
+        scenario.parse(data, "x.yaml")
+    data["driver"]["omit"] = ["libcuda"]
+    data["files"] = [{"path": "/opt/x/libcuda.so", "library": "libcuda.so.1", "exports": {"cuInit": 34}}]
+    s = scenario.parse(data, "x.yaml")
+    assert s.driver is not None and s.driver.omit == ("libcuda",)
+    assert s.files[0].exports == (("cuInit", "return", 34),)
+    data["files"] = [{"path": "/opt/x/a", "content": "x", "exports": {"cuInit": 34}}]
+    with pytest.raises(InputError, match="only a library"):
+        scenario.parse(data, "x.yaml")
+    data["files"] = [{"path": "/opt/x/libcuda.so", "library": "libcuda.so.1", "exports": {"cuInit": "34"}}]
+    with pytest.raises(InputError, match=r"exports.cuInit"):
+        scenario.parse(data, "x.yaml")
