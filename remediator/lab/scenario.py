@@ -39,10 +39,17 @@ FINDING_CODES: frozenset[str] = frozenset(
         "LDPATH_MISSING_DIR",
         "DRIVER_MINOR_COMPAT",
         "UNPARSABLE_VERSION",
+        "DRIVER_USERSPACE_MISSING",
+        "LIBCUDA_STUB",
+        "CUDA_LIB_UNRESOLVED",
+        "GPU_ARCH_UNSUPPORTED",
     }
 )
 
 FRAMEWORKS = ("tensorflow", "pytorch")
+
+# Driver libraries a scenario may leave out (driver.omit).
+DRIVER_OMITTABLE = ("libcuda",)
 
 # Absolute paths a scenario may put files under: each is a private copy inside the host's namespace.
 PRIVATE_ROOTS = ("/etc", "/usr", "/var", "/opt", "/home", "/root")
