@@ -47,6 +47,7 @@ CODES: dict[str, Severity] = {
     "LIBCUDA_STUB": "error",
     "CUDA_LIB_UNRESOLVED": "error",
     "GPU_ARCH_UNSUPPORTED": "error",
+    "ENV_MIXED_CUDA_MAJORS": "error",
 }
 
 # pip distributions of one framework family: two of them in one env fight over the same import name.

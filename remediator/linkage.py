@@ -45,6 +45,7 @@ def judge(facts: HostFacts, matrix: Matrix, req: Requirements | None, reported: 
     out: list[Finding] = []
     out += _driver_userspace(facts, resolver, reported)
     for env in facts.envs:
+        out += _mixed_majors(env)
         for fw in env.frameworks:
             fw_req = _requirements(matrix, fw, req)
             if fw_req is None or fw.is_cuda_build is False or "+cpu" in fw.version:
@@ -53,6 +54,25 @@ def judge(facts: HostFacts, matrix: Matrix, req: Requirements | None, reported: 
             if fw_req.framework == "pytorch":
                 out += _torch_build(facts, env, fw, fw_req, reported)
     return out
+
+
+def _mixed_majors(env: PythonEnv) -> list[Finding]:
+    """Two frameworks of one env built for CUDA runtimes of different majors: one process, two runtimes."""
+    builds: dict[int, str] = {}
+    for fw in env.frameworks:
+        v = try_version(fw.cuda_build or "")
+        if v is not None and fw.is_cuda_build is not False and (fw.name.lower() in _TF or fw.name.lower() == "torch"):
+            builds.setdefault(v.major, f"{fw.name} {fw.version} (CUDA {fw.cuda_build})")
+    if len(builds) < 2:
+        return []
+    which = ", ".join(builds[m] for m in sorted(builds))
+    return [_finding(
+        "ENV_MIXED_CUDA_MAJORS",
+        f"{env.path} holds frameworks built for CUDA runtimes of different majors ({which}): imported into one "
+        "process, one binds the other's libcudart symbols (crashes such as a segfault in cudaFree)",
+        [("env", env.path), ("frameworks", which)],
+        fix="give each framework a venv of its own (or install builds for one CUDA major)",
+    )]
 
 
 # --- libcuda.so.1: the driver's userspace ----------------------------------------------------------

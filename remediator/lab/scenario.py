@@ -43,6 +43,7 @@ FINDING_CODES: frozenset[str] = frozenset(
         "LIBCUDA_STUB",
         "CUDA_LIB_UNRESOLVED",
         "GPU_ARCH_UNSUPPORTED",
+        "ENV_MIXED_CUDA_MAJORS",
     }
 )
 

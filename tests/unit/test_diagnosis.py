@@ -510,6 +510,14 @@ def test_torch_171_cu110_on_a_driver_for_cuda_102() -> None:
     assert dict(f.evidence)["build"] == "cu110" and dict(f.evidence)["needs"] == ">= 450.51.06"
 
 
+def test_one_env_with_frameworks_of_two_cuda_majors() -> None:
+    """pytorch/pytorch#46807: torch 1.7.0+cu110 and tf-nightly for CUDA 10.1 in one conda env segfault."""
+    env = venv("/opt/conda/envs/tmp", "3.8.5", torch("1.7.0+cu110", "11.0"),
+               tf("2.4.0.dev20201023", "10.1", "7", name="tf-nightly"), kind="conda")
+    f = one(run(resolved_host(envs=(env,)), None), "ENV_MIXED_CUDA_MAJORS")
+    assert "CUDA 10.1" in dict(f.evidence)["frameworks"] and "CUDA 11.0" in dict(f.evidence)["frameworks"]
+
+
 def test_every_code_is_exercised() -> None:
     """Runs last in this module (pytest keeps file order): each code must have been produced above."""
     missing = set(CODES) - SEEN_CODES
