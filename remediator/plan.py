@@ -26,11 +26,14 @@ from remediator.diagnosis import Finding, canonical_lib_dir, diagnose
 from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
 from remediator.matrix import Matrix, Requirements, Target
 from remediator.safety import check_path
+from remediator.targets import InferredTarget, diagnose_inferred, infer_targets, known
 from remediator.versions import try_version
 
 PLAN_SCHEMA_VERSION = 1
 
 HostStatus = Literal["compliant", "changes", "blocked", "unreachable"]
+# Where a host's target came from: the command line, its remediate_target, or what is installed on it.
+TargetSource = Literal["--target", "inventory", "inferred"]
 ActionKind = Literal[
     "quarantine_path",  # move a path into /var/lib/remediator/quarantine/<run>/ with a manifest
     "remove_package",  # remove a deb/rpm package, recording its exact version for rollback
@@ -46,7 +49,7 @@ _SYMBOL: dict[str, str] = {
     "quarantine_path": "-", "remove_package": "-", "set_cuda_link": "~", "install_package": "+",
     "create_venv": "+", "pip_install": "+", "pin_loader_path": "~", "upgrade_driver": "~", "reboot": "~",
 }
-_DRIVER_BLOCKERS = ("DRIVER_MISSING", "DRIVER_LIBRARY_MISMATCH", "DRIVER_TOO_OLD")
+_DRIVER_BLOCKERS = ("DRIVER_MISSING", "DRIVER_LIBRARY_MISMATCH", "DRIVER_TOO_OLD", "DRIVER_USERSPACE_MISSING")
 # Python minor versions we may install through the package manager, newest first.
 _PYTHONS = ("3.14", "3.13", "3.12", "3.11", "3.10", "3.9", "3.8", "3.7", "3.6")
 _DEFAULT_LIB_DIRS = frozenset({"/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu",
@@ -93,10 +96,14 @@ class HostPlan:
     manual: tuple[str, ...] = ()  # what remediate will not do by itself
     fingerprint: str | None = None
     error: str | None = None  # why the host is unreachable or blocked
+    target_source: TargetSource | None = None  # None: unreachable, or a target that could not be read
+    inferred_targets: tuple[InferredTarget, ...] = ()  # with target_source "inferred": every one found
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "host": self.host, "status": self.status, "target": dict(self.target) if self.target else None,
+            "target_source": self.target_source,
+            "inferred_targets": [t.to_dict() for t in self.inferred_targets],
             "findings": [f.to_dict() for f in self.findings], "actions": [a.to_dict() for a in self.actions],
             "kept": list(self.kept), "manual": list(self.manual), "fingerprint": self.fingerprint,
             "error": self.error,
@@ -141,9 +148,67 @@ def unreachable(host: str, error: str) -> HostPlan:
     return HostPlan(host=host, status="unreachable", error=error)
 
 
-def no_target(host: str) -> HostPlan:
-    return HostPlan(host=host, status="blocked",
-                    error="no target: give --target or set remediate_target for this host in the inventory")
+def plan_inferred(facts: HostFacts, matrix: Matrix, policy: Policy = Policy()) -> HostPlan:
+    """The plan of a host without a target: keep what is installed working (docs/diagnosis.md).
+
+    One framework version installed (in one env or several): planned exactly as if it were the target.
+    Several: each is judged, but only a host where all of them are compliant is planned (compliant); a fix
+    chosen for one (a /usr/local/cuda link, a loader entry quarantined) can break another that works, so
+    that host is blocked until someone picks its target, with every finding and each target's plan in
+    `manual`. No framework the matrix knows: the driver and GPUs alone.
+    """
+    inferred = infer_targets(facts, matrix)
+    judged = known(inferred)
+    if not judged:
+        result = _plan_driver_only(facts, diagnose_inferred(facts, inferred, matrix))
+    elif len(judged) == 1:
+        result = plan_host(facts, judged[0][1], matrix, policy)
+        result = replace(result, findings=result.findings + tuple(t.finding() for t in inferred if t.unknown))
+    else:
+        plans = [(t, plan_host(facts, target, matrix, policy)) for t, target in judged]
+        findings = tuple(diagnose_inferred(facts, inferred, matrix))
+        result = replace(plans[0][1], findings=findings)
+        if any(p.status != "compliant" for _, p in plans):
+            result = replace(
+                result, status="blocked", actions=(), kept=(),
+                manual=tuple(f"{t.describe()}: {_summary(p)}; plan it alone with --target {t.label}"
+                             for t, p in plans),
+                error=f"{len(plans)} frameworks are installed ({', '.join(t.label for t, _ in plans)}) and "
+                      "not all of them are compliant; a fix for one can break another: choose the target "
+                      "with --target or remediate_target",
+            )
+    return replace(result, target_source="inferred", inferred_targets=inferred)
+
+
+def _summary(p: HostPlan) -> str:
+    if p.status == "compliant":
+        return "compliant"
+    if p.status == "changes":
+        return f"{len(p.actions)} change(s)"
+    return f"blocked: {p.error}"
+
+
+def _plan_driver_only(facts: HostFacts, findings: list[Finding]) -> HostPlan:
+    """No framework to judge: the driver and GPUs alone. Only a reboot is ever planned (a driver upgrade
+    needs a target's minimum); any other error is for a person, or for a plan with a target."""
+    errors = {f.code for f in findings if f.severity == "error"}
+    actions: tuple[Action, ...] = ()
+    blockers = []
+    d = facts.driver
+    if "DRIVER_LIBRARY_MISMATCH" in errors:
+        actions = (Action("reboot", {}, "DRIVER_LIBRARY_MISMATCH",
+                          f"kernel module {d.kernel_module_version or '?'} differs from the userspace driver "
+                          f"{d.userspace_version or d.version or '?'}", True),)
+        blockers.append("reboot pending after a driver change")
+    elif "DRIVER_MISSING" in errors:
+        blockers.append(f"no NVIDIA driver answers, but {len(facts.gpus)} NVIDIA GPU(s) are present: install "
+                        "the driver" if facts.gpus else "no NVIDIA driver answers and no NVIDIA GPU was seen")
+    others = sorted(errors - set(_DRIVER_BLOCKERS))
+    if others:
+        blockers.append(f"{', '.join(others)} without a framework to plan the fix for: give --target")
+    return HostPlan(host=facts.host, status="blocked" if blockers else "compliant", target=None,
+                    findings=tuple(findings), actions=actions, fingerprint=fingerprint(facts),
+                    error="; ".join(blockers) or None)
 
 
 def plan_host(facts: HostFacts, target: Target, matrix: Matrix, policy: Policy = Policy()) -> HostPlan:
@@ -241,6 +306,17 @@ class _Builder:
                      current=d.version, min_version=self.req.min_driver.raw, reboot=True)
             if not self.policy.allow_driver_changes:
                 self.blockers.append(f"driver {d.version} too old; needs >= {self.req.min_driver.raw}")
+        elif "DRIVER_USERSPACE_MISSING" in errors:
+            major = (d.kernel_module_version or d.version or "NNN").split(".")[0]
+            self.manual.append(f"install the driver's userspace libraries at the loaded module's version "
+                               f"{d.kernel_module_version or '?'} (libnvidia-compute-{major} on Debian/Ubuntu)")
+            self.blockers.append("the NVIDIA kernel module is loaded but its userspace libcuda.so.1 is missing")
+        if "LIBCUDA_STUB" in errors:
+            # The toolkit's link-time stub registered for everyone (ld.so.conf.d) or on LD_LIBRARY_PATH.
+            for entry in (*self.facts.loader.ld_so_conf, *self.facts.loader.ld_library_path):
+                if "/stubs" in _norm(entry.path):
+                    self.drop_loader_entry(entry.path, entry.source, "LIBCUDA_STUB",
+                                           "puts the toolkit's stub libcuda.so.1 in front of the driver's")
 
     # --- the isolated venv and what would shadow it ---------------------------------------------
 

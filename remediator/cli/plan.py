@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 
 import click
 
 from remediator.cli.render import echo_json, printable, write_atomic
 from remediator.errors import ExitStatus, UsageError
 from remediator.facts import HostFacts, load_facts_file
-from remediator.matrix import Target, load_matrix, parse_target
-from remediator.plan import Action, HostPlan, Plan, Policy, no_target, plan_host, unreachable
+from remediator.matrix import Matrix, Target, load_matrix, parse_target
+from remediator.plan import Action, HostPlan, Plan, Policy, TargetSource, plan_host, plan_inferred, unreachable
 from remediator.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from remediator.safety import check_venv_root
+from remediator.targets import UNKNOWN_CODE
 
 
 @click.command("plan")
@@ -22,7 +24,8 @@ from remediator.safety import check_venv_root
 @click.option("--facts", "facts_path", metavar="FILE",
               help="plan from saved facts (`remediate probe --out`) instead of probing.")
 @click.option("--target", metavar="FRAMEWORK==VERSION",
-              help="what every host should run; default: each host's remediate_target inventory var.")
+              help="what every host should run; default: each host's remediate_target inventory var, else "
+              "the framework each env already has (inferred).")
 @click.option("--out", "out_path", metavar="FILE", help="save the plan as JSON for `remediate apply`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--venv-root", default=Policy.venv_root, show_default=True,
@@ -40,7 +43,7 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
 
     \b
     Examples:
-      remediate plan -i hosts.yml --out plan.json          # targets from remediate_target
+      remediate plan -i hosts.yml --out plan.json          # targets from remediate_target, else inferred
       remediate plan -i hosts.yml --limit 'gpu[0:9]' --target tensorflow==2.4.1
       remediate plan --facts facts.json --target pytorch==2.11.0 --format json
 
@@ -48,7 +51,11 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
     Each host ends up in one of four states:
       compliant    nothing to do
       changes      the actions listed will fix it (+ add, - quarantine/remove, ~ change)
-      blocked      it cannot be fixed without a decision (old driver, reboot, no target)
+      blocked      it cannot be fixed without a decision (old driver, reboot, several frameworks)
+
+    \b
+    A host without a target is judged against the framework each of its envs already has
+    ("inferred from ENV"); a host with no framework on its driver and GPUs alone.
       unreachable  it could not be probed
 
     Exit 0 when there is nothing to do, 2 when changes are planned or hosts are blocked, 1 on error
@@ -94,25 +101,27 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
     return int(ExitStatus.CHANGES if counts["changes"] or counts["blocked"] else ExitStatus.OK)
 
 
-def _plan_one(facts: HostFacts, target: Target | None, matrix: object, policy: Policy,
+def _plan_one(facts: HostFacts, target: Target | None, matrix: Matrix, policy: Policy,
               host_target: str | None = None) -> HostPlan:
     from remediator.errors import RemediatorError
 
     chosen = target
+    source: TargetSource = "--target"
     if chosen is None and host_target:
+        source = "inventory"
         try:
             chosen = parse_target(host_target)
         except RemediatorError as exc:
             return HostPlan(host=facts.host, status="blocked", error=f"remediate_target: {exc.message}")
     if chosen is None:
-        return no_target(facts.host)
+        return plan_inferred(facts, matrix, policy)
     try:
-        return plan_host(facts, chosen, matrix, policy)  # type: ignore[arg-type]
+        return replace(plan_host(facts, chosen, matrix, policy), target_source=source)
     except RemediatorError as exc:  # e.g. a remediate_target the matrix does not know
-        return HostPlan(host=facts.host, status="blocked", error=exc.message)
+        return HostPlan(host=facts.host, status="blocked", error=exc.message, target_source=source)
 
 
-def _plan_inventory(inventory: str, limit: str | None, target: Target | None, matrix: object, policy: Policy,
+def _plan_inventory(inventory: str, limit: str | None, target: Target | None, matrix: Matrix, policy: Policy,
                     forks: int, accept_new: bool, timeout: float) -> list[HostPlan]:
     from remediator.inventory import load_inventory
     from remediator.probe import probe_fleet
@@ -152,10 +161,20 @@ def describe(action: Action) -> str:
     return "reboot the host"
 
 
+def _target_text(h: HostPlan) -> str:
+    """` (tensorflow==2.12.0)`, ` (tensorflow==2.12.0 inferred from /opt/tf)`, ` (no framework to judge: ...)`."""
+    if h.target_source == "inferred":
+        judged = [t for t in h.inferred_targets if t.unknown is None]
+        if judged:
+            return " (" + "; ".join(printable(t.describe()) for t in judged) + ")"
+        return " (no framework to judge: driver and GPUs only)"
+    return f" ({h.target['framework']}=={h.target['version']})" if h.target else ""
+
+
 def render_text(result: Plan) -> str:
     lines: list[str] = []
     for h in result.hosts:
-        target = f" ({h.target['framework']}=={h.target['version']})" if h.target else ""
+        target = _target_text(h)
         name = printable(h.host)
         if h.status == "compliant":
             lines.append(f"{name}{target}: compliant")
@@ -170,7 +189,7 @@ def render_text(result: Plan) -> str:
             lines.append(f"  {a.symbol} {printable(describe(a))}{flag}")
             lines.append(f"      because {printable(why)}")
         for f in h.findings:
-            if f.code in ("PATH_REFUSED", "VALUE_REFUSED"):
+            if f.code in ("PATH_REFUSED", "VALUE_REFUSED", UNKNOWN_CODE):
                 lines.append(f"  ! {printable(f.message)}")
         for k in h.kept:
             lines.append(f"  = kept {printable(k)}")

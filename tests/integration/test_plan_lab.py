@@ -130,12 +130,30 @@ def test_text_output_reads_like_terraform(lab, capsys) -> None:  # type: ignore[
     assert out.rstrip().endswith("2 hosts: 1 compliant, 1 to change, 0 blocked, 0 unreachable")
 
 
-def test_host_without_target_is_reported_not_guessed(lab, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_host_without_target_is_judged_against_what_it_has(lab, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    # No remediate_target anywhere: each host is judged against the framework its env already has (probed
+    # over SSH like any other plan): a reboot is still a reboot whatever the target.
     text = Path(lab.inventory).read_text()
     inv = tmp_path / "inv.yml"
     inv.write_text(text.replace("remediate_target:", "other_var:"))
-    rc = main(["plan", "-i", str(inv), "--limit", "healthy-pytorch", "--format", "json"])
+    rc = main(["plan", "-i", str(inv), "--limit", "healthy-pytorch:driver-library-mismatch", "--format", "json"])
     plan = json.loads(capsys.readouterr().out)
+    jsonschema.validate(plan, SCHEMA)
     assert rc == 2
-    assert plan["hosts"][0]["status"] == "blocked"
-    assert "no target" in plan["hosts"][0]["error"]
+    hosts = {h["host"]: h for h in plan["hosts"]}
+    healthy = hosts["healthy-pytorch"]
+    assert healthy["target_source"] == "inferred"
+    assert (healthy["target"]["framework"], healthy["target"]["version"]) == ("pytorch", "2.11.0")
+    assert [(t["framework"], t["version"], t["envs"]) for t in healthy["inferred_targets"]] == [
+        ("pytorch", "2.11.0", ["/opt/torch/.venv"])]
+    # judged exactly as `--target pytorch==2.11.0` judges it
+    main(["plan", "-i", str(inv), "--limit", "healthy-pytorch", "--target", "pytorch==2.11.0", "--format", "json"])
+    explicit = json.loads(capsys.readouterr().out)["hosts"][0]
+    assert explicit["target_source"] == "--target"
+    assert [healthy[k] for k in ("status", "target", "findings", "actions")] == [
+        explicit[k] for k in ("status", "target", "findings", "actions")]
+    mismatch = hosts["driver-library-mismatch"]
+    assert mismatch["target_source"] == "inferred" and mismatch["target"]["version"] == "2.5.0"
+    assert mismatch["status"] == "blocked" and [a["kind"] for a in mismatch["actions"]] == ["reboot"]
+    main(["plan", "-i", str(inv), "--limit", "healthy-pytorch"])
+    assert "healthy-pytorch (pytorch==2.11.0 inferred from /opt/torch/.venv): " in capsys.readouterr().out

@@ -23,7 +23,7 @@ from factories import (
 
 from remediator.facts import Driver, HostFacts, PythonEnv
 from remediator.matrix import load_matrix, parse_target
-from remediator.plan import Action, HostPlan, Plan, Policy, fingerprint, no_target, plan_host, unreachable
+from remediator.plan import Action, HostPlan, Plan, Policy, fingerprint, plan_host, plan_inferred, unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "plan-schema.json").read_text())
@@ -220,11 +220,98 @@ def test_fingerprint_tracks_what_actions_depend_on() -> None:
     assert fingerprint(a) != fingerprint(changed)
 
 
-def test_unreachable_and_no_target_hosts_validate() -> None:
-    plan = Plan(hosts=(unreachable("gpu9", "connection refused"), no_target("gpu8")),
+def test_unreachable_and_target_less_hosts_validate() -> None:
+    plan = Plan(hosts=(unreachable("gpu9", "connection refused"), plan_inferred(host("gpu8"), MATRIX)),
                 matrix_version=MATRIX.version, created_at="2026-11-26T00:00:00+00:00")
     validate(plan)
-    assert plan.counts() == {"compliant": 0, "changes": 0, "blocked": 1, "unreachable": 1}
+    assert plan.counts() == {"compliant": 1, "changes": 0, "blocked": 0, "unreachable": 1}
+
+
+# --- a host without a target: judged against what it has ------------------------------------------------
+
+SYSTEM_PY310 = PythonEnv(path="/usr", kind="system", python="/usr/bin/python3", python_version="3.10.12")
+TF212 = venv("/opt/tf", "3.10.12", tf("2.12.0", "11.8", "8"))
+CUDNN86 = cudnn_deb("8.6.0", "libcudnn8=8.6.0.163-1+cuda11.8")
+
+
+def inferred_plan(facts: HostFacts) -> HostPlan:
+    result = plan_inferred(facts, MATRIX)
+    validate(Plan(hosts=(result,), matrix_version=MATRIX.version, created_at="2026-11-26T00:00:00+00:00"))
+    return result
+
+
+def test_without_target_a_tf_env_is_judged_against_its_own_version() -> None:
+    healthy = host(toolkits=(toolkit("11.8.89", default=True),), cudnn=(CUDNN86,), envs=(SYSTEM_PY310, TF212))
+    result = inferred_plan(healthy)
+    assert result.status == "compliant"
+    assert result.target is not None and (result.target["framework"], result.target["version"]) == (
+        "tensorflow", "2.12.0")
+    assert result.target_source == "inferred"
+    assert [t.to_dict() for t in result.inferred_targets] == [
+        {"framework": "tensorflow", "version": "2.12.0", "envs": ["/opt/tf"], "installed": ["tensorflow 2.12.0"],
+         "unknown": None}]
+    # The same host with /usr/local/cuda at CUDA 12: planned exactly as `--target tensorflow==2.12.0` is.
+    broken = dataclasses.replace(healthy, toolkits=(toolkit("11.8.89"), toolkit("12.1.105", default=True)))
+    result = inferred_plan(broken)
+    explicit = plan_for(broken, "tensorflow==2.12.0")
+    assert result.status == "changes" and result.actions == explicit.actions
+    assert actions(result, "set_cuda_link")[0].params["target"] == "/usr/local/cuda-11.8"
+    assert result.to_dict()["target_source"] == "inferred" and explicit.target_source is None
+
+
+def test_without_target_or_framework_a_healthy_driver_is_compliant() -> None:
+    result = inferred_plan(host(envs=(SYSTEM_PY310,)))
+    assert (result.status, result.target, result.inferred_targets, result.actions) == ("compliant", None, (), ())
+    assert result.target_source == "inferred" and result.fingerprint is not None
+
+
+def test_without_target_or_framework_a_driver_library_mismatch_is_blocked_for_a_reboot() -> None:
+    facts = host(envs=(SYSTEM_PY310,), driver=Driver(
+        version=None, source="none", kernel_module_version="535.161.08", userspace_version="550.54.14",
+        error="Failed to initialize NVML: Driver/library version mismatch"))
+    result = inferred_plan(facts)
+    assert result.status == "blocked" and "reboot pending" in (result.error or "")
+    assert [(a.kind, a.finding, a.requires_approval) for a in result.actions] == [
+        ("reboot", "DRIVER_LIBRARY_MISMATCH", True)]
+
+
+def test_without_target_or_framework_gpus_without_a_driver_are_blocked() -> None:
+    result = inferred_plan(host(envs=(SYSTEM_PY310,), driver=Driver()))
+    assert result.status == "blocked" and not result.actions
+    assert result.error == "no NVIDIA driver answers, but 1 NVIDIA GPU(s) are present: install the driver"
+
+
+def test_without_target_an_unknown_framework_version_is_a_warning() -> None:
+    facts = host(envs=(SYSTEM_PY310, venv("/opt/future", "3.12.1", tf("9.9.9", "13.0", "9"))))
+    result = inferred_plan(facts)
+    assert result.status == "compliant" and result.target is None
+    (warning,) = [f for f in result.findings if f.code == "INFERRED_TARGET_UNKNOWN"]
+    assert warning.severity == "warning" and "tensorflow 9.9.9 in /opt/future is unknown" in warning.message
+    assert result.inferred_targets[0].unknown is not None
+
+
+def test_without_target_two_frameworks_both_fine_are_compliant() -> None:
+    facts = host(toolkits=(toolkit("11.8.89", default=True),), cudnn=(CUDNN86,),
+                 envs=(SYSTEM_PY310, TF212, venv("/opt/torch", "3.11.6", torch("2.1.0+cu121", "12.1"))))
+    result = inferred_plan(facts)
+    assert result.status == "compliant"
+    assert [t.label for t in result.inferred_targets] == ["tensorflow==2.12.0", "pytorch==2.1.0"]
+
+
+def test_without_target_two_frameworks_one_broken_is_blocked_not_merged() -> None:
+    # The torch env is shadowed by a global LD_LIBRARY_PATH entry that the TF env relies on: its fix
+    # (quarantining /etc/profile.d/cuda.sh) would break TF, so nothing is planned until someone chooses.
+    facts = host(toolkits=(toolkit("11.8.89", default=True),), cudnn=(CUDNN86, cudnn_wheel("8.9.2", "/opt/torch")),
+                 loader=ld_path("/usr/local/cuda-11.8/lib64"),
+                 envs=(SYSTEM_PY310, venv("/opt/torch", "3.11.6", torch("2.1.0+cu121", "12.1"),
+                                          wheels=(("nvidia-cudnn-cu12", "8.9.2.26"),)), TF212))
+    result = inferred_plan(facts)
+    assert result.status == "blocked" and result.actions == ()
+    assert "2 frameworks are installed (pytorch==2.1.0, tensorflow==2.12.0)" in (result.error or "")
+    assert "LIB_SHADOWED" in {f.code for f in result.findings}
+    assert result.manual == (
+        "pytorch==2.1.0 inferred from /opt/torch: 3 change(s); plan it alone with --target pytorch==2.1.0",
+        "tensorflow==2.12.0 inferred from /opt/tf: compliant; plan it alone with --target tensorflow==2.12.0")
 
 
 def test_schema_rejects_a_hostile_pin() -> None:
