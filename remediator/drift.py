@@ -4,7 +4,8 @@
 loader entry is keyed by what identifies it (its path, its name, its (source, path)), so a change reads
 as "appeared", "disappeared" or "changed" with the before and after values as the host reported them.
 Volatile fields (when the probe ran, its notes, GPU memory) are ignored. `check_host` adds diagnosis
-against the target; the CLI probes, reads the known-good state from the store and records the result.
+against the target (without one, against the frameworks already installed: remediator.targets); the CLI
+probes, reads the known-good state from the store and records the result.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal, TypeVar
 from remediator.diagnosis import Finding, diagnose
 from remediator.facts import HostFacts, LdPathEntry, PythonEnv
 from remediator.matrix import Matrix, Target
+from remediator.targets import InferredTarget, diagnose_inferred, infer_targets, known
 
 ChangeKind = Literal["appeared", "disappeared", "changed"]
 Layer = Literal["os", "driver", "gpu", "cuda", "cudnn", "loader", "env", "framework"]
@@ -356,6 +358,8 @@ class HostDrift:
     status: HostStatus
     target: str | None = None
     findings: tuple[Finding, ...] = ()
+    target_source: str | None = None  # "--target", "inventory" or "inferred"; None when not checked
+    inferred_targets: tuple[InferredTarget, ...] = ()
     changes: tuple[Change, ...] = ()
     baseline_source: str | None = None  # None: no known-good state recorded yet
     baseline_at: float | None = None
@@ -377,7 +381,8 @@ class HostDrift:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "host": self.host, "status": self.status, "target": self.target, "compliant": self.compliant,
+            "host": self.host, "status": self.status, "target": self.target, "target_source": self.target_source,
+            "inferred_targets": [t.to_dict() for t in self.inferred_targets], "compliant": self.compliant,
             "drifted": self.drifted, "findings": [f.to_dict() for f in self.findings],
             "changes": [c.to_dict() for c in self.changes],
             "baseline": None if self.baseline_source is None else {
@@ -387,15 +392,28 @@ class HostDrift:
 
 
 def check_host(facts: HostFacts, target: Target | None, matrix: Matrix, baseline: Baseline | None,
-               *, target_text: str | None = None, probe_duration_s: float = 0.0) -> HostDrift:
-    """Diagnose `facts` against `target` and compare them with `baseline` (pure)."""
-    findings = tuple(diagnose(facts, target, matrix))
+               *, target_text: str | None = None, probe_duration_s: float = 0.0,
+               target_source: str | None = None) -> HostDrift:
+    """Diagnose `facts` against `target` and compare them with `baseline` (pure).
+
+    Without a target, each framework installed in an env is the target of that env, and a host with no
+    framework is judged on its driver and GPUs alone (remediator.targets); `target` then names those.
+    """
+    inferred: tuple[InferredTarget, ...] = ()
+    if target is None:
+        inferred = infer_targets(facts, matrix)
+        findings = tuple(diagnose_inferred(facts, inferred, matrix))
+        target_text = ", ".join(t.label for t, _ in known(inferred)) or None
+        target_source = "inferred"
+    else:
+        findings = tuple(diagnose(facts, target, matrix))
     changes = tuple(compare(baseline.facts, facts)) if baseline is not None else ()
     drifted = bool(changes) or any(f.severity == "error" for f in findings)
     return HostDrift(
         host=facts.host, status="drift" if drifted else "ok", target=target_text, findings=findings,
         changes=changes, baseline_source=baseline.source if baseline else None,
         baseline_at=baseline.at if baseline else None, probe_duration_s=probe_duration_s,
+        target_source=target_source, inferred_targets=inferred,
     )
 
 

@@ -35,7 +35,8 @@ def state_db_option(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("-i", "--inventory", metavar="INVENTORY", required=True, help="Ansible inventory.")
 @click.option("--limit", metavar="PATTERN", help="only hosts matching this Ansible pattern.")
 @click.option("--target", metavar="FRAMEWORK==VERSION",
-              help="what every host should run; default: each host's remediate_target inventory var.")
+              help="what every host should run; default: each host's remediate_target inventory var, else "
+              "the framework each env already has (inferred).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--prometheus-textfile", "textfile", metavar="PATH",
               help="also write metrics for node_exporter's textfile collector (a *.prom file, written atomically).")
@@ -55,7 +56,8 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
 
     The known-good state of a host is the facts of its last verified apply, or what
     `--baseline` recorded. Every probe and check is recorded in the state store; see
-    `remediate history HOST` and `remediate report`.
+    `remediate history HOST` and `remediate report`. A host without a target is judged
+    against the framework each of its envs already has, or on its driver and GPUs alone.
 
     \b
     Examples:
@@ -153,7 +155,8 @@ def _check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matr
             store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --baseline", at=now)
             recorded = True
         base = Baseline(known.facts, known.source, known.at) if known is not None else None
-        result = check_host(facts, chosen, matrix, base, target_text=target_text, probe_duration_s=duration)
+        result = check_host(facts, chosen, matrix, base, target_text=target_text, probe_duration_s=duration,
+                            target_source="--target" if fixed is not None else "inventory")
     except RemediatorError as exc:  # e.g. a remediate_target the matrix does not know
         return HostDrift(host=facts.host, status="failed", target=host.target, error=exc.message, hint=exc.hint,
                          probe_duration_s=duration)
@@ -168,10 +171,17 @@ def _check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matr
 
 
 
+def _target_text(h: HostDrift) -> str:
+    if h.target_source == "inferred":
+        judged = [t.describe() for t in h.inferred_targets if t.unknown is None]
+        return f" ({printable('; '.join(judged))})" if judged else " (no framework to judge: driver and GPUs only)"
+    return f" ({printable(h.target)})" if h.target else ""
+
+
 def render_text(run: DriftRun) -> str:
     lines: list[str] = []
     for h in run.hosts:
-        name = printable(h.host) + (f" ({printable(h.target)})" if h.target else "")
+        name = printable(h.host) + _target_text(h)
         if h.status in ("unreachable", "failed"):
             lines.append(f"{name}: {h.status}: {printable(h.error or '')}")
             if h.hint:

@@ -11,11 +11,21 @@ import pytest
 
 from remediator.cli import main
 from remediator.drift import Baseline, Change, check_host, compare
-from remediator.facts import HostFacts, LdPathEntry, LoaderConfig, ProbeNote
+from remediator.facts import HostFacts, LdPathEntry, LoaderConfig, ProbeNote, PythonEnv
 from remediator.fleet import FleetResult, HostResult
 from remediator.matrix import load_matrix, parse_target
 from remediator.state import Store
-from tests.unit.factories import UBUNTU_2004, cudnn_copy_in_toolkit, driver, gpus, tf, toolkit, torch, venv
+from tests.unit.factories import (
+    UBUNTU_2004,
+    cudnn_copy_in_toolkit,
+    cudnn_deb,
+    driver,
+    gpus,
+    tf,
+    toolkit,
+    torch,
+    venv,
+)
 
 
 def host(name: str = "gpu01", **kw: object) -> HostFacts:
@@ -284,6 +294,50 @@ def test_drift_host_values_are_escaped_in_text(fleet: FakeFleet, tmp_path: Path,
                                             toolkit("11.2", path="/opt/evil\x1b[2J\ncuda")))
     status, out, _ = drift_cmd(capsys, tmp_path)
     assert status == 2 and "\x1b" not in out and "/opt/evil\\x1b[2J\\ncuda" in out
+
+
+SYSTEM = PythonEnv(path="/usr", kind="system", python="/usr/bin/python3", python_version="3.10.12")
+
+
+def tf212_host(default_cuda: str = "11.8") -> HostFacts:
+    return host(toolkits=(toolkit("11.8.89", default=default_cuda == "11.8"),
+                          toolkit("12.1.105", default=default_cuda == "12.1")),
+                cudnn=(cudnn_deb("8.6.0", "libcudnn8=8.6.0.163-1+cuda11.8"),),
+                envs=(SYSTEM, venv("/opt/tf", "3.10.12", tf("2.12.0", "11.8", "8"))))
+
+
+def test_drift_target_less_healthy_hosts_exit_0(fleet: FakeFleet, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    fleet.answers = {"gpu01": tf212_host(), "gpu02": host(envs=(SYSTEM,))}
+    (tmp_path / "hosts.ini").write_text("[gpu]\ngpu01\ngpu02\n")
+    status, out, _ = drift_cmd(capsys, tmp_path)
+    assert status == 0
+    assert "gpu01 (tensorflow==2.12.0 inferred from /opt/tf): no drift" in out
+    assert "gpu02 (no framework to judge: driver and GPUs only): no drift" in out
+    status, out, _ = drift_cmd(capsys, tmp_path, "--format", "json")
+    hosts = {h["host"]: h for h in json.loads(out)["hosts"]}
+    assert (hosts["gpu01"]["target"], hosts["gpu01"]["target_source"]) == ("tensorflow==2.12.0", "inferred")
+    assert hosts["gpu01"]["inferred_targets"][0]["envs"] == ["/opt/tf"]
+    assert (hosts["gpu02"]["target"], hosts["gpu02"]["inferred_targets"]) == (None, [])
+
+
+def test_drift_judges_a_target_less_host_against_the_framework_it_has(fleet: FakeFleet, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # /usr/local/cuda moved to CUDA 12.1 under a TF 2.12 env: drift against the target it already had.
+    fleet.answers = {"gpu01": tf212_host(), "gpu02": tf212_host(default_cuda="12.1")}
+    (tmp_path / "hosts.ini").write_text("[gpu]\ngpu01\ngpu02\n")
+    status, out, _ = drift_cmd(capsys, tmp_path)
+    assert status == 2
+    assert "gpu01 (tensorflow==2.12.0 inferred from /opt/tf): no drift" in out
+    line = next(x for x in out.splitlines() if x.startswith("gpu02 "))
+    assert line.startswith("gpu02 (tensorflow==2.12.0 inferred from /opt/tf): drift: ") and "error(s)" in line
+    assert "[x] CUDA_WRONG_DEFAULT: /usr/local/cuda points at CUDA 12.1" in out
+
+
+def test_check_host_without_target_infers_it() -> None:
+    result = check_host(tf212_host(default_cuda="12.1"), None, load_matrix(), None)
+    assert result.status == "drift" and result.target == "tensorflow==2.12.0" and result.target_source == "inferred"
+    assert "CUDA_WRONG_DEFAULT" in {f.code for f in result.findings}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
