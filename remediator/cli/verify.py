@@ -36,8 +36,9 @@ from remediator.verify import (
               help="judge a document the check script printed (python3 remediator/verify/remote.py > FILE) "
               "instead of running it.")
 @click.option("--target", metavar="FRAMEWORK==VERSION",
-              help="the framework to check, e.g. pytorch==2.11.0; default: each host's remediate_target. "
-              "Without one, rungs 3 and 4 are skipped.")
+              help="the framework to check, e.g. pytorch==2.11.0; default: each host's remediate_target, else "
+              "(-i) each framework version installed on the host, with its env's interpreter. Without any, rungs "
+              "3 and 4 are skipped.")
 @click.option("--python", "python", metavar="PATH",
               help="the interpreter that runs the check on the host (it must have the framework). Default: the "
               "target's managed venv <venv-root>/<framework>-<version>/bin/python if it exists, else python3; "
@@ -238,6 +239,8 @@ def _host_lines(r: HostResult[HostVerification]) -> list[str]:
         what.append(f"python {printable(v.python)}" + (f" ({printable(v.python_version)})" if v.python_version
                                                         else ""))
     lines = [f"{head}   [{', '.join(what)}]"]
+    in_rungs = {note for rung in v.rungs for note in rung.notes}
+    lines += [f"  note: {printable(note)}" for note in v.notes if note not in in_rungs]  # the target inferred
     for rung in v.rungs:
         lines += _rung_lines(rung)
         if rung.name == "runtime" and v.libraries:

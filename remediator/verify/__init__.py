@@ -27,13 +27,14 @@ import posixpath
 import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from remediator.errors import RemediatorError, UnknownVersionError
 from remediator.matrix import Matrix, Requirements, Target
 from remediator.plan import DEFAULT_VENV_ROOT
 from remediator.probe import fill_placeholder, pynvml_blob
+from remediator.targets import infer_targets
 from remediator.transport.base import Transport
 from remediator.versions import try_version
 
@@ -401,6 +402,58 @@ def verify_host(
     return parse_verify_output(result.stdout, host=host_name, target=target, matrix=matrix)
 
 
+def verify_inferred(
+    transport: Transport,
+    host_name: str,
+    matrix: Matrix,
+    *,
+    python: str | None = None,
+    venv_root: str = DEFAULT_VENV_ROOT,
+    venv_roots: Sequence[str] | None = None,
+    force: bool = False,
+    size: int = DEFAULT_SIZE,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> HostVerification:
+    """A host without a target: probe it, then run the ladder for each framework version installed in its
+    envs (remediator.targets) with the interpreter of the first env that has it; no framework: rungs 1-2.
+
+    With `python`, only the framework of the env that interpreter belongs to. Several targets make several
+    ladders; the host's result is the first that failed (else the first), the others are its notes.
+    """
+    from remediator.probe import DEFAULT_TIMEOUT as PROBE_TIMEOUT
+    from remediator.probe import DEFAULT_VENV_ROOTS, probe_host
+    from remediator.targets import known
+
+    facts = probe_host(transport, host_name, venv_roots=venv_roots or DEFAULT_VENV_ROOTS, timeout=PROBE_TIMEOUT)
+    inferred = infer_targets(facts, matrix)
+    envs = {e.path: e for e in facts.envs}
+    judged = known(inferred)
+    if python:
+        judged = [(t, tg) for t, tg in judged if any(
+            envs[p].python == python or posixpath.normpath(python).startswith(posixpath.normpath(p) + "/")
+            for p in t.envs)]
+    notes = [f"{', '.join(t.installed)} in {', '.join(t.envs)} is unknown to the matrix ({t.unknown}): "
+             "not checked" for t in inferred if t.unknown]
+    runs: list[tuple[str, HostVerification]] = []
+    for t, tg in judged:
+        interpreter = python or envs[t.envs[0]].python
+        label = f"{t.label} inferred from {t.envs[0]}" + (f" (also in {', '.join(t.envs[1:])})" if t.envs[1:]
+                                                           else "")
+        runs.append((label, verify_host(transport, host_name, tg, matrix, python=interpreter,
+                                        venv_root=venv_root, force=force, size=size, timeout=timeout)))
+    if not runs:
+        notes.insert(0, "no target and no framework installed that the matrix knows"
+                     + (f" for {python}" if python else "") + ": the driver and CUDA rungs alone")
+        v = verify_host(transport, host_name, None, matrix, python=python, venv_root=venv_root, force=force,
+                        size=size, timeout=timeout)
+        return replace(v, notes=(*notes, *v.notes))
+    main = next((i for i, (_, v) in enumerate(runs) if not v.passed), 0)
+    label, v = runs[main]
+    others = [f"also checked {other_label} with {w.python or '?'}: {w.verdict}"
+              for i, (other_label, w) in enumerate(runs) if i != main]
+    return replace(v, notes=(f"no target given: {label}", *others, *notes, *v.notes))
+
+
 def verify_fleet(
     hosts: Sequence[InventoryHost],
     matrix: Matrix,
@@ -420,7 +473,8 @@ def verify_fleet(
     """Verify every host, `forks` at a time; one result per host (ok, failed or unreachable).
 
     "ok" means the ladder ran (its rungs may still have failed: see `HostVerification.passed`).
-    Without `target`, each host's `remediate_target` is used; `remediate_python` picks its interpreter.
+    Without `target`, each host's `remediate_target` is used, else what is installed (`verify_inferred`);
+    `remediate_python` picks its interpreter.
     """
     from remediator.fleet import run_fleet
     from remediator.matrix import parse_target
@@ -437,6 +491,12 @@ def verify_fleet(
         transport = open_transport(host, accept_new_host_keys=accept_new_host_keys,
                                    connect_timeout=connect_timeout, connect=connect)
         try:
+            if chosen is None:
+                roots = host.vars.get("remediate_venv_roots")
+                return verify_inferred(transport, host.name, matrix, python=host_python, venv_root=venv_root,
+                                       venv_roots=roots if isinstance(roots, list | tuple) and roots and all(
+                                           isinstance(r, str) for r in roots) else None,
+                                       force=force, size=size, timeout=timeout)
             return verify_host(transport, host.name, chosen, matrix, python=host_python, venv_root=venv_root,
                                force=force, size=size, timeout=timeout)
         finally:
@@ -1472,4 +1532,5 @@ __all__ = [
     "venv_python",
     "verify_fleet",
     "verify_host",
+    "verify_inferred",
 ]

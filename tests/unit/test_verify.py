@@ -480,6 +480,44 @@ def test_fleet_keeps_every_host() -> None:
     assert "unknown pytorch version '9.9.9'" in (fleet["gpu03"].error or "")
 
 
+PROBE_OUT = (Path(__file__).resolve().parent.parent / "fixtures" / "probe" / "h200-ubuntu24.04.probe.json").read_bytes()
+TORCH_PY = "/opt/torch/.venv/bin/python3"
+
+
+def test_fleet_without_target_checks_the_framework_installed_with_its_env() -> None:
+    # The surveyed H200 has torch 2.11.0+cu130 (and jax) in /opt/torch/.venv, and no remediate_target.
+    from remediator.inventory import InventoryHost
+
+    transport = (FakeTransport("gpu01").on("sh -c 'command -v python3*", stdout=PROBE_OUT)
+                 .on(f"sh -c * remediator-verify {TORCH_PY}", stdout=stdout_of("h200-pass")))
+    fleet = verify_fleet([InventoryHost("gpu01", "10.0.0.1")], MATRIX, connect=FakeConnector({"gpu01": transport}))
+    value = fleet["gpu01"].value
+    assert value is not None and value.passed and value.target == "pytorch==2.11.0"
+    assert value.notes[0] == "no target given: pytorch==2.11.0 inferred from /opt/torch/.venv"
+    assert any("jax 0.11.2 in /opt/torch/.venv is unknown to the matrix" in n for n in value.notes)
+    _probe_call, verify_call = transport.calls
+    assert verify_call.argv == (*VERIFY_ARGV, TORCH_PY)
+    from remediator.cli.verify import render_text
+
+    text = render_text(list(fleet.results), 1.0)
+    assert text.startswith("gpu01: PASS   [pytorch==2.11.0, python /opt/torch/.venv/bin/python3 (3.12.3)]")
+    assert "  note: no target given: pytorch==2.11.0 inferred from /opt/torch/.venv" in text
+
+
+def test_fleet_without_target_or_framework_runs_the_driver_rungs_only() -> None:
+    from remediator.inventory import InventoryHost
+
+    facts = json.loads(PROBE_OUT)
+    for env in facts.get("envs", []):
+        env["dists"] = []
+    transport = (FakeTransport("gpu01").on("sh -c 'command -v python3*", stdout=json.dumps(facts))
+                 .on("sh -c * remediator-verify python3", stdout=stdout_of("h200-pass")))
+    fleet = verify_fleet([InventoryHost("gpu01", "10.0.0.1")], MATRIX, connect=FakeConnector({"gpu01": transport}))
+    value = fleet["gpu01"].value
+    assert value is not None and value.target is None
+    assert value.notes[0].startswith("no target and no framework installed that the matrix knows")
+
+
 # --- the command line, on recorded documents ---------------------------------------------------------
 
 
