@@ -22,11 +22,15 @@ from remediator.facts import (
     CudaToolkit,
     CudnnInstall,
     Driver,
+    ElfDeps,
     Framework,
     Gpu,
     HostFacts,
     InstallMethod,
+    LaunchEnv,
     LdPathEntry,
+    LibDir,
+    LibFile,
     LoaderConfig,
     OsRelease,
     ProbeNote,
@@ -41,6 +45,13 @@ MAX_STRING_CHARS = 1024 * 1024
 #: Integers outside 64 bits are no count, size or status the script reports.
 MAX_INT = 2**63 - 1
 _SOURCE_CAP = 256 * 1024  # framework files parsed with `ast`; real ones are a few KiB
+#: More than the script ever reports (it stops at 400 directories, 200 libraries each, 256 entries of a
+#: search path); a document with more was not made by it and is refused, naming the field.
+_MAX_LIBDIRS = 1000
+_MAX_LIBS = 1000
+_MAX_ENTRIES = 1000
+_MAX_LAUNCH_ENVS = 1000
+_MAX_GPUS = 256
 
 
 class ProbeError(RemediatorError):
@@ -178,6 +189,12 @@ class _Node:
 
     def strs(self) -> list[str]:
         return [item.text() for item in self.items()]
+
+    def capped(self, cap: int) -> Iterator[_Node]:
+        """The elements of a list (none when null), refused when there are more than `cap`."""
+        if isinstance(self.raw, list) and len(self.raw) > cap:
+            raise self.fail(f"{len(self.raw)} entries, more than the {cap} allowed")
+        return self.items()
 
 
 def _clean(text: str) -> str:
@@ -336,6 +353,8 @@ class _Builder:
             loader=self._loader(),
             envs=tuple(envs),
             notes=tuple(self.notes),
+            libdirs=self._loader_dirs(),
+            launch_envs=self._launch_envs(),
         )
         return facts
 
@@ -443,19 +462,20 @@ class _Builder:
         error: str | None = None
         nvml_ok = nvml.raw is not None and nvml.get("ok").flag()
         nvml_error = nvml.get("error").opt_str() if nvml.raw is not None else None
+        pci = self._pci_devices(node.get("pci"))
 
         if nvml_ok:
             version = nvml.get("driver_version").opt_str()
             source = "nvml"
             cuda = _cuda_from_int(nvml.get("cuda_driver_version").opt_int())
-            gpus = tuple(self._nvml_gpus(nvml))
+            gpus = tuple(self._nvml_gpus(nvml, pci))
             for key in nvml.get("errors").expect_dict() if nvml.get("errors").raw is not None else {}:
                 self.note("nvml", f"{key}: {nvml.get('errors').get(key).text()}")
             if userspace is None:
                 userspace = version  # NVML answered: its library and the kernel module agree
         elif smi_ok is not None:
             rows = self._smi_table(*smi_ok)
-            gpus = tuple(_smi_gpu(index, row) for index, row in enumerate(rows))
+            gpus = tuple(_smi_gpu(index, row, pci) for index, row in enumerate(rows))
             version = next((row["driver_version"] for row in rows if row.get("driver_version")), None)
             source = "nvidia-smi"
         elif kernel is not None:
@@ -463,6 +483,7 @@ class _Builder:
             source = "proc"
 
         if not nvml_ok and smi_ok is None:
+            gpus = self._gpus_without_driver(node.get("proc_gpus"), pci)
             failed = [c for c in smi_runs if not c.ok]
             if failed:
                 error = failed[-1].failure_text()
@@ -483,7 +504,61 @@ class _Builder:
         )
         return driver, gpus
 
-    def _nvml_gpus(self, nvml: _Node) -> Iterator[Gpu]:
+    def _pci_devices(self, node: _Node) -> dict[str, str]:
+        """NVIDIA display and 3D controllers on the PCI bus: bus address (lower case) -> device id."""
+        devices: dict[str, str] = {}
+        for item in node.capped(_MAX_GPUS):
+            address = item.get("address").text().lower()
+            device = item.get("device").text().lower()
+            klass = item.get("class").text().lower()
+            vendor = item.get("vendor").text().lower()
+            if vendor != "0x10de" or not re.fullmatch(r"0x030[02][0-9a-f]{2}", klass):
+                continue  # an audio function or a bridge of the card, not the GPU
+            if not re.fullmatch(r"0x[0-9a-f]{4}", device):
+                self.note(f"/sys/bus/pci/devices/{address}", f"unreadable PCI device id {device[:20]!r}")
+                continue
+            devices[address] = device
+        return devices
+
+    def _gpus_without_driver(self, proc: _Node, pci: dict[str, str]) -> tuple[Gpu, ...]:
+        """GPUs when neither NVML nor nvidia-smi answered: the kernel module's list, then the PCI bus."""
+        gpus: list[Gpu] = []
+        named: set[str] = set()
+        for item in proc.capped(_MAX_GPUS):
+            fields: dict[str, str] = {}
+            for line in item.get("text").text().splitlines():
+                key, sep, value = line.partition(":")
+                if sep:
+                    fields[key.strip()] = value.strip()
+            bus = fields.get("Bus Location") or item.get("bus").text()
+            minor = fields.get("Device Minor", "")
+            named.add(bus.lower()[-12:])
+            gpus.append(
+                Gpu(
+                    index=int(minor) if re.fullmatch(r"[0-9]{1,4}", minor) else len(gpus),
+                    name=fields.get("Model", ""),
+                    pci_bus_id=bus,
+                    source="proc",
+                    pci_device_id=pci.get(bus.lower()[-12:], ""),
+                )
+            )
+        index = max((g.index for g in gpus), default=-1) + 1
+        for address, device in sorted(pci.items()):
+            if address[-12:] in named:
+                continue
+            gpus.append(
+                Gpu(
+                    index=index,
+                    name=f"NVIDIA PCI device {device}",
+                    pci_bus_id=address,
+                    source="pci",
+                    pci_device_id=device,
+                )
+            )
+            index += 1
+        return tuple(gpus)
+
+    def _nvml_gpus(self, nvml: _Node, pci: dict[str, str]) -> Iterator[Gpu]:
         for i, node in enumerate(nvml.get("gpus").items()):
             memory = node.get("memory_total").opt_int()
             cc = [part.opt_int() for part in node.get("compute_capability").items()]
@@ -494,6 +569,8 @@ class _Builder:
                 memory_mib=memory // (1024 * 1024) if memory is not None else None,
                 compute_capability=".".join(str(p) for p in cc) if len(cc) == 2 and None not in cc else None,
                 pci_bus_id=node.get("pci_bus_id").text(),
+                source="nvml",
+                pci_device_id=pci.get(node.get("pci_bus_id").text().lower()[-12:], ""),
             )
 
     def _smi_table(self, node: _Node, command: _Command) -> list[dict[str, str | None]]:
@@ -799,6 +876,65 @@ class _Builder:
             cache=tuple(self.ldcache),
         )
 
+    # --- what the loader can reach, per way of starting Python ---------------------------------
+
+    def _loader_dirs(self) -> tuple[LibDir, ...]:
+        result = []
+        for node in self.doc.get("libdirs").capped(_MAX_LIBDIRS):
+            libs = []
+            for lib in node.get("libs").capped(_MAX_LIBS):
+                name = lib.get("name").text()
+                real = lib.get("real").text()
+                libs.append(
+                    LibFile(
+                        name=name,
+                        soname=lib.get("soname").text(),
+                        real=real,
+                        version=_lib_file_version(posixpath.basename(real) or name),
+                        stub=lib.get("stub").flag(),
+                    )
+                )
+            result.append(
+                LibDir(
+                    path=node.get("path").text(),
+                    real=node.get("real").text(),
+                    exists=node.get("exists").flag(True),
+                    libs=tuple(libs),
+                )
+            )
+        return tuple(result)
+
+    def _launch_envs(self) -> tuple[LaunchEnv, ...]:
+        return tuple(
+            LaunchEnv(
+                name=node.get("name").text(),
+                ld_library_path=tuple(e.text() for e in node.get("ld_library_path").capped(_MAX_ENTRIES)),
+                source=node.get("source").text(),
+                env=node.get("env").opt_str(),
+            )
+            for node in self.doc.get("launch_envs").capped(_MAX_LAUNCH_ENVS)
+        )
+
+    def _elf_deps(self, env: _Node) -> dict[tuple[str, str], list[ElfDeps]]:
+        """(site, framework) -> the dynamic sections of that framework's objects in that site."""
+        deps: dict[tuple[str, str], list[ElfDeps]] = {}
+        for node in env.get("elf").capped(64):
+            path = node.get("path").text()
+            error = node.get("error").opt_str()
+            key = (node.get("site").text(), node.get("framework").text())
+            if error is not None:
+                self.note(path, f"shared object not read: {error}")
+                continue
+            deps.setdefault(key, []).append(
+                ElfDeps(
+                    path=path,
+                    needed=tuple(e.text() for e in node.get("needed").capped(_MAX_ENTRIES)),
+                    rpath=tuple(e.text() for e in node.get("rpath").capped(_MAX_ENTRIES)),
+                    runpath=tuple(e.text() for e in node.get("runpath").capped(_MAX_ENTRIES)),
+                )
+            )
+        return deps
+
     # --- Python envs and frameworks ------------------------------------------------------------
 
     def _dists(self, env: _Node) -> list[_Dist]:
@@ -837,7 +973,7 @@ class _Builder:
                     kind=kind,  # type: ignore[arg-type]  # checked above
                     python=python,
                     python_version=_python_version(env, python, conda, running),
-                    frameworks=tuple(self._frameworks(path, dists, files, conda)),
+                    frameworks=tuple(self._frameworks(path, dists, files, conda, self._elf_deps(env))),
                     nvidia_wheels=tuple(sorted((d.name, d.version) for d in dists if d.key.startswith("nvidia-"))),
                     conda_packages=tuple(sorted(conda)),
                 )
@@ -850,7 +986,9 @@ class _Builder:
         dists: list[_Dist],
         files: dict[tuple[str, str], _File],
         conda: list[tuple[str, str]],
+        elf: dict[tuple[str, str], list[ElfDeps]] | None = None,
     ) -> Iterator[Framework]:
+        elf = elf or {}
         by_key = {d.key: d for d in dists}
         wheel_cudnn = next((d for d in dists if re.fullmatch(r"nvidia-cudnn(-cu\d+)?", d.key)), None)
         env_cudnn = ".".join(wheel_cudnn.version.split(".")[:3]) if wheel_cudnn else dict(conda).get("cudnn")
@@ -874,6 +1012,7 @@ class _Builder:
                 cudnn_build=info.cudnn_version,
                 is_cuda_build=info.is_cuda_build,
                 build_info_source=f"{dist.site}/{rel}" if info != TfBuildInfo() else "",
+                elf=tuple(elf.get((dist.site, "tensorflow"), ())),
             )
         torch = by_key.get("torch")
         if torch is not None:
@@ -889,6 +1028,7 @@ class _Builder:
                 cudnn_build=env_cudnn if is_cuda else None,
                 is_cuda_build=is_cuda,
                 build_info_source=f"{torch.site}/{rel}" if built is not None else "",
+                elf=tuple(elf.get((torch.site, "torch"), ())),
             )
         jax = by_key.get("jax") or by_key.get("jaxlib")
         if jax is not None:
@@ -1076,16 +1216,28 @@ def _literal(node: ast.expr) -> Any:
         return _NOT_LITERAL
 
 
-def _smi_gpu(index: int, row: dict[str, str | None]) -> Gpu:
+def _smi_gpu(index: int, row: dict[str, str | None], pci: dict[str, str]) -> Gpu:
     memory = row.get("memory.total")
+    bus = row.get("pci.bus_id") or ""
     return Gpu(
         index=index,
         name=row.get("name") or "",
         uuid=row.get("uuid") or "",
         memory_mib=int(memory) if memory else None,
         compute_capability=row.get("compute_cap"),
-        pci_bus_id=row.get("pci.bus_id") or "",
+        pci_bus_id=bus,
+        source="nvidia-smi",
+        pci_device_id=pci.get(bus.lower()[-12:], ""),
     )
+
+
+_LIB_FILE_VERSION_RE = re.compile(r"\.so\.([0-9]{1,9}(?:\.[0-9]{1,9}){0,5})$")
+
+
+def _lib_file_version(name: str) -> str | None:
+    """The version in a library file's name: `libcudart.so.11.2.152` -> "11.2.152", `libcuda.so` -> None."""
+    match = _LIB_FILE_VERSION_RE.search(name)
+    return match.group(1) if match else None
 
 
 def _parse_os_release(text: str) -> dict[str, str]:

@@ -53,6 +53,7 @@ DEFAULT_OPTIONS = {
     "command_timeout": 20.0,  # per command; a wedged driver hangs nvidia-smi
     "nvml_timeout": 20.0,
     "deadline_s": 90.0,  # after this the env walk stops (with a note); the rest is quick
+    "systemd_units": [],  # units whose Environment=/EnvironmentFile= LD_LIBRARY_PATH to report
 }
 
 TEXT_CAP = 64 * 1024
@@ -103,6 +104,25 @@ LDCACHE_RE = re.compile(
     r"^\s*(libcuda|libnvidia-ml|libcudnn|libcudart|libcublas|libcufft|libcurand|libcusolver|libcusparse"
     r"|libnccl|libnvrtc|libnvJitLink|libnvjitlink|libnvinfer|libcupti)"
 )
+# The CUDA-family libraries listed in every directory the loader may search (facts.LibFile).
+CUDA_LIB_RE = re.compile(
+    r"^(?:libcuda\.so|libnvidia-ml\.so|(?:libcudart|libcublas|libcudnn|libcufft|libcurand|libcusolver|libcusparse"
+    r"|libnvJitLink|libnvjitlink|libnvrtc|libnccl)[\w-]*\.so)(?:\.[0-9][0-9.]*)?$"
+)
+TORCH_OBJECTS = ("torch/lib/libtorch_cuda.so", "torch/lib/libtorch_global_deps.so", "torch/lib/libc10_cuda.so")
+TF_OBJECTS = ("tensorflow/python/_pywrap_tensorflow_internal.so",)
+TF_FRAMEWORK_RE = r"^libtensorflow_framework\.so(\.[0-9]+)*$"
+DEFAULT_LIB_DIRS = {
+    "x86_64": ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"),
+    "aarch64": ("/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"),
+}
+MAX_LIBDIRS = 400
+MAX_LIBS_PER_DIR = 200
+MAX_KERNELS = 200
+ASSIGN_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
+LD_ASSIGN_RE = re.compile(r"(?:^|[\s;&|({])(?:export\s+)?LD_LIBRARY_PATH=")
+UNIT_RE = re.compile(r"^[A-Za-z0-9_@.:-]{1,200}$")
+UNKNOWN = "\x00"  # stands for what the probe cannot know (an unset variable, $(...)): its entry is dropped
 PACKAGE_RE = re.compile(r"^(cuda|libcuda|libcudnn|cudnn|nvidia|libnvidia|kmod-nvidia|xorg-x11-drv-nvidia)", re.I)
 CONDA_RE = re.compile(r"^(cuda|cudnn|cudatoolkit|libcudnn|pytorch|tensorflow|jaxlib|jax|python|nccl)", re.I)
 LOG_LINE_RE = re.compile(r"(?i)(/cuda-\d|driver version|installing|uninstall)")
@@ -168,6 +188,7 @@ class Probe:
         self.ldcache_text = None
         self.nvml_hung = False
         self.elf_cache = {}
+        self.launch_envs = []
 
     # --- paths inside the (optional) root --------------------------------------------------------
 
@@ -581,6 +602,8 @@ class Probe:
             ("driver", self.collect_driver),
             ("packages", self.collect_packages),
             ("libraries", self.collect_libraries),
+            ("launch_envs", self.collect_launch_envs),
+            ("libdirs", self.collect_libdirs),
         )
         for name, fn in sections:
             try:
@@ -619,6 +642,25 @@ class Probe:
                     driver["nvidia_smi"].append(self.run(argv))
         proc = self.read_text("/proc/driver/nvidia/version", 4096)
         driver["proc_version"] = proc
+        # Where GPUs show when neither NVML nor nvidia-smi answers: the kernel module's own list, and
+        # NVIDIA's display and 3D controllers on the PCI bus (no driver needed at all).
+        driver["proc_gpus"] = []
+        for name in self.listdir("/proc/driver/nvidia/gpus")[:64]:
+            text = self.read_text("/proc/driver/nvidia/gpus/%s/information" % name, 4096)
+            if text is not None:
+                driver["proc_gpus"].append({"bus": name, "text": text})
+        driver["pci"] = []
+        for name in self.listdir("/sys/bus/pci/devices"):
+            base = "/sys/bus/pci/devices/" + name
+            vendor = (self.read_text(base + "/vendor", 64) or "").strip()
+            if vendor.lower() != "0x10de":
+                continue
+            device = {"address": name, "vendor": vendor}
+            for key in ("device", "class"):
+                device[key] = (self.read_text(base + "/" + key, 64) or "").strip()
+            driver["pci"].append(device)
+            if len(driver["pci"]) >= 64:
+                break
         doc["driver"] = driver
 
     def nvml_with_timeout(self):
@@ -1019,6 +1061,9 @@ class Probe:
                         digest = "sha256=" + raw.decode("ascii")
                     text = data[:TEXT_CAP].decode("utf-8", "replace")
                     record["files"].append({"site": site, "path": rel, "text": text, "sha256": digest})
+        record["elf"] = []
+        for site in sites:
+            record["elf"].extend(self.framework_objects(site))
         if kind == "conda":
             packages = []
             for name in self.listdir(path + "/conda-meta"):
@@ -1026,6 +1071,37 @@ class Probe:
                     packages.append(name)
             record["conda_meta"] = packages
         return record
+
+    def framework_objects(self, site):
+        """The dynamic sections of a site's framework objects (libtorch_cuda.so, TensorFlow's
+        extension module and framework library), with RPATH/RUNPATH $ORIGIN expanded."""
+        wanted = []
+        if self.isdir(site + "/torch/lib"):
+            wanted.extend(("torch", rel) for rel in TORCH_OBJECTS)
+        if self.isdir(site + "/tensorflow"):
+            wanted.extend(("tensorflow", rel) for rel in TF_OBJECTS)
+            names = self.glob_names(site + "/tensorflow", TF_FRAMEWORK_RE)
+            wanted.extend(("tensorflow", "tensorflow/" + n) for n in names[:2])
+        objects = []
+        for framework, rel in wanted:
+            path = site + "/" + rel
+            info = self.read_elf(path)
+            if info is None:
+                continue
+            entry = {"site": site, "path": path, "framework": framework}
+            if "error" in info:
+                entry["error"] = info["error"]
+                objects.append(entry)
+                continue
+            origin = os.path.dirname(self.resolve(path) or path)
+            entry.update({"soname": info["soname"], "needed": info["needed"][:256], "origin": origin})
+            for key in ("rpath", "runpath"):
+                entries, dropped = expand_origin(info[key] or "", origin)
+                entry[key] = entries
+                for part in dropped:
+                    self.note(path, "%s entry %r left out: it depends on the loader ($LIB, $PLATFORM)" % (key, part))
+            objects.append(entry)
+        return objects
 
     def record_hashes(self, path):
         """The RECORD hashes of the framework files (RECORD lines are `path,sha256=...,size`)."""
@@ -1100,6 +1176,268 @@ class Probe:
             for part in re.split(r"[\s:,]+", line):
                 if part.startswith("/"):
                     entries.append({"path": part, "source": path, "exists": self.isdir(part)})
+
+    # LD_LIBRARY_PATH as each way of starting Python sees it, from the files that set it (read, never run).
+    def collect_launch_envs(self, doc):
+        launch = []
+        own = os.environ.get("LD_LIBRARY_PATH")
+        launch.append(
+            {
+                "name": "ssh command",
+                "ld_library_path": path_entries(own or ""),
+                "source": "the probe's own environment (a non-interactive ssh session: /etc/environment)",
+                "env": None,
+            }
+        )
+        home = self.home()
+        files = ["/etc/environment", "/etc/profile", "/etc/bash.bashrc"]
+        files.extend("/etc/profile.d/" + n for n in self.listdir("/etc/profile.d") if n.endswith(".sh"))
+        for name in (".bash_profile", ".bash_login", ".profile"):  # bash reads the first it finds
+            if home and self.isfile(home + "/" + name):
+                files.append(home + "/" + name)
+                break
+        if home:
+            files.append(home + "/.bashrc")
+        login = {"LD_LIBRARY_PATH": "", "HOME": home or UNKNOWN}
+        sources = self.apply_shell_files(files, login)
+        launch.append(
+            {
+                "name": "login shell",
+                "ld_library_path": path_entries(login["LD_LIBRARY_PATH"]),
+                "source": ", ".join(sources),
+                "env": None,
+            }
+        )
+        envs = doc.get("envs") or []
+        for env in envs:
+            if env["kind"] == "venv":
+                variables = dict(login, VIRTUAL_ENV=env["path"])
+                changed = self.apply_shell_files([env["path"] + "/bin/activate"], variables)
+                name = "venv activate"
+            elif env["kind"] == "conda":
+                variables = dict(login, CONDA_PREFIX=env["path"])
+                changed = []
+                state = self.read_text(env["path"] + "/conda-meta/state", 8192)
+                if state:
+                    try:
+                        value = json.loads(state).get("env_vars", {}).get("LD_LIBRARY_PATH")
+                    except (ValueError, AttributeError):
+                        value = None
+                    if isinstance(value, str):
+                        variables["LD_LIBRARY_PATH"] = value
+                        changed.append(env["path"] + "/conda-meta/state")
+                activate_d = env["path"] + "/etc/conda/activate.d"
+                scripts = [activate_d + "/" + n for n in self.listdir(activate_d) if n.endswith(".sh")]
+                changed.extend(self.apply_shell_files(scripts, variables))
+                name = "conda activate"
+            else:
+                continue
+            launch.append(
+                {
+                    "name": name,
+                    "ld_library_path": path_entries(variables["LD_LIBRARY_PATH"]),
+                    "source": ", ".join(sources + changed),
+                    "env": env["path"],
+                }
+            )
+        launch.extend(self.kernel_envs(envs, login, sources))
+        launch.extend(self.systemd_envs())
+        doc["launch_envs"] = launch
+        self.launch_envs = launch
+
+    def home(self):
+        try:
+            import pwd
+
+            return pwd.getpwuid(self.euid).pw_dir
+        except (ImportError, KeyError):
+            return os.environ.get("HOME")
+
+    def apply_shell_files(self, files, variables):
+        """Follow the assignments of shell files in order; the files that changed LD_LIBRARY_PATH."""
+        changed = []
+        for path in files:
+            text = self.read_text(path)
+            if not text:
+                continue
+            before = variables.get("LD_LIBRARY_PATH")
+            for line in text.splitlines():
+                if line.lstrip().startswith("#"):
+                    continue
+                match = ASSIGN_RE.match(line)
+                if match and match.group(1) != "LD_LIBRARY_PATH":
+                    variables[match.group(1)] = shell_word(line, match.end(), variables)
+                for ld in LD_ASSIGN_RE.finditer(line):
+                    variables["LD_LIBRARY_PATH"] = shell_word(line, ld.end(), variables)
+            if variables.get("LD_LIBRARY_PATH") != before:
+                changed.append(path)
+        return changed
+
+    def kernel_envs(self, envs, login, sources):
+        """Jupyter kernel specs: their "env" LD_LIBRARY_PATH (else the server's, taken as the login one)."""
+        dirs = []
+        for env in envs:
+            dirs.append((env["path"].rstrip("/") + "/share/jupyter/kernels", env["path"]))
+        dirs.extend([("/usr/local/share/jupyter/kernels", None), ("/usr/share/jupyter/kernels", None)])
+        for home in ["/root"] + ["/home/" + n for n in self.listdir("/home")]:
+            dirs.append((home + "/.local/share/jupyter/kernels", None))
+        out = []
+        seen = set()
+        for directory, owner in dirs:
+            if directory in seen:
+                continue
+            seen.add(directory)
+            for name in self.listdir(directory):
+                if len(out) >= MAX_KERNELS:
+                    self.note(directory, "more than %d Jupyter kernels; the rest were skipped" % MAX_KERNELS)
+                    return out
+                path = directory + "/" + name + "/kernel.json"
+                text = self.read_text(path)
+                if text is None:
+                    continue
+                try:
+                    spec = json.loads(text)
+                except ValueError:
+                    self.note(path, "not JSON")
+                    continue
+                if not isinstance(spec, dict):
+                    continue
+                argv = spec.get("argv")
+                python = argv[0] if isinstance(argv, list) and argv and isinstance(argv[0], str) else ""
+                env = owner if not python.startswith("/") else None
+                for candidate in envs:
+                    prefix = candidate["path"].rstrip("/") + "/bin/"
+                    if python.startswith("/") and (python.startswith(prefix) or python == candidate.get("python")):
+                        env = candidate["path"]
+                        break
+                value = (spec.get("env") or {}).get("LD_LIBRARY_PATH") if isinstance(spec.get("env"), dict) else None
+                if isinstance(value, str):
+                    entries = path_entries(shell_word(value, 0, dict(login), quoted=True))
+                    source = path
+                else:
+                    entries = path_entries(login["LD_LIBRARY_PATH"])
+                    source = ", ".join(sources + [path + " (none of its own: the server's, taken as a login shell's)"])
+                out.append({"name": "jupyter kernel " + name, "ld_library_path": entries, "source": source, "env": env})
+        return out
+
+    def systemd_envs(self):
+        """Units named in the options: Environment= and EnvironmentFile= (no variable expansion there)."""
+        out = []
+        for unit in self.options.get("systemd_units") or []:
+            if not isinstance(unit, str) or not UNIT_RE.match(unit):
+                self.note("systemd_units", "not a unit name: %r" % (unit,))
+                continue
+            files = []
+            for directory in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"):
+                if self.isfile(directory + "/" + unit):
+                    files.append(directory + "/" + unit)
+                    break
+            dropins = "/etc/systemd/system/" + unit + ".d"
+            files.extend(dropins + "/" + n for n in self.listdir(dropins) if n.endswith(".conf"))
+            if not files:
+                self.note("/etc/systemd/system/" + unit, "unit not found")
+                continue
+            value = None
+            sources = []
+            for path in files:
+                for line in (self.read_text(path) or "").splitlines():
+                    line = line.strip()
+                    key, _, rest = line.partition("=")
+                    key = key.strip()
+                    if key == "Environment":
+                        for word in split_words(rest):
+                            name, sep, val = word.partition("=")
+                            if sep and name == "LD_LIBRARY_PATH":
+                                value = val
+                                sources.append(path)
+                    elif key == "EnvironmentFile":
+                        env_file = rest.strip().lstrip("-")
+                        for env_line in (self.read_text(env_file) or "").splitlines():
+                            match = re.match(r"^\s*(?:export\s+)?LD_LIBRARY_PATH=(.*)$", env_line)
+                            if match:
+                                value = match.group(1).strip().strip("'\"")
+                                sources.append(env_file)
+            out.append(
+                {
+                    "name": "systemd " + unit,
+                    "ld_library_path": path_entries(value or ""),
+                    "source": ", ".join(sources or files),
+                    "env": None,
+                }
+            )
+        return out
+
+    # Every directory the loader may search for any way of starting Python, with the CUDA-family
+    # libraries in each: what diagnosis resolves each framework's libraries against.
+    def collect_libdirs(self, doc):
+        candidates = []
+        for launch in getattr(self, "launch_envs", []):
+            candidates.extend(launch["ld_library_path"])
+        candidates.extend(entry["path"] for entry in self.loader["ld_so_conf"])
+        arch = (doc.get("os") or {}).get("arch") or os.uname().machine
+        candidates.extend(DEFAULT_LIB_DIRS.get(arch, DEFAULT_LIB_DIRS["x86_64"]))
+        for env in doc.get("envs") or []:
+            candidates.append(env["path"].rstrip("/") + "/lib")
+            for site in env["site_packages"]:
+                candidates.extend(site + "/nvidia/" + n + "/lib" for n in self.listdir(site + "/nvidia"))
+                if self.isdir(site + "/torch/lib"):
+                    candidates.append(site + "/torch/lib")
+            for obj in env.get("elf") or []:
+                candidates.extend(obj.get("rpath") or [])
+                candidates.extend(obj.get("runpath") or [])
+        for tk in self.toolkit_dirs:
+            candidates.extend((tk + "/lib64", tk + "/lib64/stubs"))
+            for target in self.listdir(tk + "/targets"):
+                candidates.extend((tk + "/targets/" + target + "/lib", tk + "/targets/" + target + "/lib/stubs"))
+        for line in (self.ldcache_text or "").splitlines():
+            soname, sep, path = line.partition("=>")
+            name = soname.strip().split(" ", 1)[0]
+            if sep and CUDA_LIB_RE.match(name) and path.strip().startswith("/"):
+                candidates.append(os.path.dirname(path.strip()))
+        seen = set()
+        libdirs = []
+        listed = {}
+        for path in candidates:
+            if not path.startswith("/") or UNKNOWN in path:
+                continue
+            if len(path) > 1:
+                path = path.rstrip("/") or "/"
+            if path in seen:
+                continue
+            seen.add(path)
+            if len(libdirs) >= MAX_LIBDIRS:
+                self.note("libdirs", "more than %d library directories; the rest were skipped" % MAX_LIBDIRS)
+                break
+            exists = self.isdir(path)
+            real = self.resolve(path) if exists else None
+            record = {"path": path, "real": real or "", "exists": exists, "libs": []}
+            if exists and real is not None:
+                if real not in listed:
+                    listed[real] = self.cuda_libs(real)
+                stub_dir = "stubs" in path.split("/")
+                record["libs"] = [dict(lib, stub=lib["stub"] or stub_dir) for lib in listed[real]]
+            libdirs.append(record)
+        doc["libdirs"] = libdirs
+
+    def cuda_libs(self, directory):
+        names = [n for n in self.listdir(directory) if CUDA_LIB_RE.match(n)]
+        if len(names) > MAX_LIBS_PER_DIR:
+            self.note(directory, "more than %d CUDA libraries; the rest were skipped" % MAX_LIBS_PER_DIR)
+            names = names[:MAX_LIBS_PER_DIR]
+        libs = []
+        for name in names:
+            path = directory + "/" + name
+            real = self.resolve(path)
+            info = self.read_elf(path) or {}
+            libs.append(
+                {
+                    "name": name,
+                    "soname": info.get("soname") or "",
+                    "real": real or "",
+                    "stub": "stubs" in directory.split("/") or "stubs" in (real or "").split("/"),
+                }
+            )
+        return libs
 
     # Packages: dpkg and rpm, only the NVIDIA-related ones.
     def collect_packages(self, doc):
@@ -1321,6 +1659,124 @@ def expand_origin(value, origin):
     return entries, dropped
 
 
+def path_entries(value):
+    """A search path's entries in order: empty ones (the current directory) and any naming what
+    the probe could not expand are dropped."""
+    return [p for p in value.split(":") if p and UNKNOWN not in p][:256]
+
+
+def split_words(text):
+    """Whitespace-separated words with "..." and '...' quoting (systemd's Environment= lines)."""
+    words, word, quote, have = [], [], None, False
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+            else:
+                word.append(ch)
+        elif ch in "'\"":
+            quote, have = ch, True
+        elif ch.isspace():
+            if word or have:
+                words.append("".join(word))
+            word, have = [], False
+        else:
+            word.append(ch)
+    if word or have:
+        words.append("".join(word))
+    return words
+
+
+def shell_word(text, i, variables, quoted=False):
+    """The value of the shell word starting at text[i], with $NAME, ${NAME}, ${NAME:+word},
+    ${NAME:-word} (and without the colon) expanded from `variables`; anything else the probe cannot
+    know ($(...), backticks, an unknown variable) becomes UNKNOWN. Nothing is executed. quoted:
+    the whole text is one double-quoted word (a kernel.json value)."""
+    out = []
+    quote = '"' if quoted else None
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if quote == "'":
+            if ch == "'":
+                quote = None
+            else:
+                out.append(ch)
+            i += 1
+            continue
+        if ch == "\\" and i + 1 < n:
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == '"' and not quoted:
+            quote = None if quote == '"' else '"'
+            i += 1
+            continue
+        if ch == "'" and quote is None:
+            quote = "'"
+            i += 1
+            continue
+        if ch == "`":
+            out.append(UNKNOWN)
+            end = text.find("`", i + 1)
+            i = n if end < 0 else end + 1
+            continue
+        if ch == "$":
+            value, i = shell_expansion(text, i, variables)
+            out.append(value)
+            continue
+        if quote is None and (ch.isspace() or ch in ";&|#)"):
+            break
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def shell_expansion(text, i, variables):
+    """One expansion at text[i] == "$": (its value, the index after it)."""
+    n = len(text)
+    if i + 1 < n and text[i + 1] == "(":
+        depth, j = 0, i + 1
+        while j < n:
+            if text[j] == "(":
+                depth += 1
+            elif text[j] == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        return UNKNOWN, j + 1
+    if i + 1 < n and text[i + 1] == "{":
+        depth, j = 0, i + 1
+        while j < n:
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        inner = text[i + 2 : j]
+        match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+=?])(.*))?$", inner, re.S)
+        if not match:
+            return UNKNOWN, j + 1
+        name, op, word = match.group(1), match.group(2), match.group(3)
+        value = variables.get(name)
+        if op is None:
+            return (UNKNOWN if value is None else value), j + 1
+        is_set = value is not None and (value != "" or not op.startswith(":"))
+        if op.endswith("+"):
+            return (shell_word(word, 0, variables, quoted=True) if is_set else ""), j + 1
+        if is_set:
+            return value, j + 1
+        return shell_word(word, 0, variables, quoted=True), j + 1
+    match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text[i + 1 :])
+    if not match:
+        return "$", i + 1
+    value = variables.get(match.group(0))
+    return (UNKNOWN if value is None else value), i + 1 + match.end()
+
+
 def file_kind(mode):
     for test, name in (
         (stat.S_ISFIFO, "a FIFO"),
@@ -1377,6 +1833,9 @@ def parse_args(argv, options):
                 options["venv_roots"] = []
                 options["_venv_roots_from_argv"] = True
             options["venv_roots"].append(argv[i + 1])
+            i += 2
+        elif arg == "--systemd-unit" and i + 1 < len(argv):
+            options["systemd_units"] = list(options.get("systemd_units") or []) + [argv[i + 1]]
             i += 2
         elif arg == "--no-nvml":
             options["nvml"] = False

@@ -9,9 +9,11 @@ regenerate the expected facts after an intended parser change (and then read the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,9 @@ def test_real_h200_run_agrees_with_the_rebuilt_layout() -> None:
     smi = facts_of("h200-real-device-nvidia-smi")
     rebuilt = facts_of("h200-ubuntu24.04")
     assert real.driver == rebuilt.driver
-    assert real.gpus == rebuilt.gpus == smi.gpus
+    assert real.gpus == rebuilt.gpus
+    assert [g.source for g in real.gpus] == ["nvml"] and [g.source for g in smi.gpus] == ["nvidia-smi"]
+    assert [dataclasses.replace(g, source="nvml") for g in smi.gpus] == list(real.gpus)
     assert (smi.driver.source, smi.driver.version, smi.driver.cuda_driver_version) == ("nvidia-smi", "580.159.04", None)
     assert real.cudnn == rebuilt.cudnn == smi.cudnn
     assert real.compat_libcuda == rebuilt.compat_libcuda
@@ -585,3 +589,112 @@ def test_fuzzed_documents_give_facts_or_the_probe_error(name: str) -> None:
             assert HostFacts.from_json(facts.to_json()) == facts
         finally:
             container[key] = original
+
+
+# --- resolving like the loader: search dirs, launch envs, framework objects, GPUs without a driver ---
+
+
+def test_loader_search_dirs_launch_envs_and_framework_objects() -> None:
+    facts = facts_of("loader-search")
+    torch_env = next(e for e in facts.envs if e.path == "/opt/torch21")
+    (torch,) = torch_env.frameworks
+    cuda_so = next(o for o in torch.elf if o.path.endswith("/libtorch_cuda.so"))
+    site = "/opt/torch21/lib/python3.10/site-packages"
+    assert "libcudnn.so.8" in cuda_so.needed and cuda_so.runpath == ()
+    assert cuda_so.rpath == (
+        f"{site}/nvidia/cublas/lib",
+        f"{site}/nvidia/cuda_runtime/lib",
+        f"{site}/nvidia/cudnn/lib",
+        f"{site}/torch/lib",
+    )
+    (tf,) = next(e for e in facts.envs if e.kind == "conda").frameworks
+    pywrap = next(o for o in tf.elf if o.path.endswith("_pywrap_tensorflow_internal.so"))
+    assert pywrap.runpath == ("/opt/conda/envs/tf/lib/python3.10/site-packages/tensorflow",)
+    assert any("$LIB" in n.message for n in facts.notes)
+
+    dirs = {d.path: d for d in facts.libdirs}
+    cudnn = dirs[f"{site}/nvidia/cudnn/lib"]
+    assert [(f.name, f.soname, f.stub) for f in cudnn.libs] == [("libcudnn.so.8", "libcudnn.so.8", False)]
+    lib64 = dirs["/usr/local/cuda-11.8/lib64"]
+    assert lib64.real == "/usr/local/cuda-11.8/targets/x86_64-linux/lib"
+    cudart = next(f for f in lib64.libs if f.name == "libcudart.so.11.0")
+    assert (cudart.soname, cudart.version) == ("libcudart.so.11.0", "11.8.89")
+    (stub,) = dirs["/usr/local/cuda-11.8/lib64/stubs"].libs
+    assert stub.stub and stub.version is None
+    (old,) = dirs["/opt/old/lib"].libs
+    assert (old.soname, old.version) == ("", "10.0")  # a 32-bit object: no SONAME read
+    assert not dirs["/opt/env/lib"].exists
+
+    envs = {(e.name, e.env): e for e in facts.launch_envs}
+    assert envs[("ssh command", None)].ld_library_path == ("/opt/env/lib",)
+    login = envs[("login shell", None)].ld_library_path
+    assert login == ("/root/mylibs", "/usr/local/cuda-11.8/lib64", "/opt/env/lib")
+    assert envs[("venv activate", "/opt/torch21")].ld_library_path == ("/opt/torch21/lib/extra", *login)
+    # `$CUDNN_PATH/lib` came from `$(...)`: nothing the probe can know, so it is left out.
+    assert envs[("conda activate", "/opt/conda/envs/tf")].ld_library_path == (*login, "/opt/conda/envs/tf/lib/")
+    kernel = envs[("jupyter kernel torch21", "/opt/torch21")]
+    assert kernel.ld_library_path == ("/usr/local/cuda-11.8/lib64", *login)
+    assert envs[("jupyter kernel python3", "/opt/conda/envs/tf")].ld_library_path == login
+
+
+def test_gpus_from_proc_and_pci_when_nvml_and_nvidia_smi_fail() -> None:
+    facts = facts_of("loader-search")
+    assert facts.driver.source == "proc"
+    assert [(g.index, g.name, g.pci_bus_id, g.source, g.pci_device_id) for g in facts.gpus] == [
+        (0, "NVIDIA H100 80GB HBM3", "0000:17:00.0", "proc", "0x2330"),
+        (1, "NVIDIA PCI device 0x2330", "0000:65:00.0", "pci", "0x2330"),
+    ]
+    doc = document("loader-search")
+    doc["driver"]["proc_gpus"] = []
+    assert [g.source for g in parse_probe_document(doc, host="x").gpus] == ["pci", "pci"]
+    assert [g.source for g in facts_of("old-driver-no-compute-cap").gpus] == ["nvidia-smi", "nvidia-smi"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("libdirs",), {}, "libdirs: expected a list"),
+        (("libdirs", 2, "libs", 0, "stub"), "yes", "libdirs[2].libs[0].stub: expected true or false"),
+        (("libdirs", 0, "exists"), 1, "libdirs[0].exists: expected true or false"),
+        (("libdirs",), [{"path": "/x"}] * 1001, "libdirs: 1001 entries, more than the 1000 allowed"),
+        (("launch_envs", 1, "ld_library_path"), "/a:/b", "launch_envs[1].ld_library_path: expected a list"),
+        (("launch_envs", 1, "env"), 3, "launch_envs[1].env: expected a string"),
+        (("envs", 1, "elf", 0, "rpath", 0), None, None),
+        (("envs", 1, "elf", 0, "needed"), "libcudart.so.12", "envs[1].elf[0].needed: expected a list"),
+        (("driver", "pci", 0, "device"), 8240, "driver.pci[0].device: expected a string"),
+        (("driver", "proc_gpus"), {"a": 1}, "driver.proc_gpus: expected a list"),
+    ],
+)
+def test_malformed_loader_fields_name_the_field(path: tuple[Any, ...], value: Any, message: str | None) -> None:
+    doc = document("loader-search")
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    if message is None:  # a null entry reads as an empty string: no error, nothing invented
+        parse_probe_document(doc, host="x")
+        return
+    with pytest.raises(ProbeError, match=re.escape(message)):
+        parse_probe_document(doc, host="x")
+
+
+def test_a_document_without_the_loader_sections_still_parses() -> None:
+    doc = document("loader-search")
+    for key in ("libdirs", "launch_envs"):
+        del doc[key]
+    for env in doc["envs"]:
+        env.pop("elf", None)
+    del doc["driver"]["pci"], doc["driver"]["proc_gpus"]
+    facts = parse_probe_document(doc, host="x")
+    assert facts.libdirs == () and facts.launch_envs == () and facts.gpus == ()
+    assert all(f.elf == () for e in facts.envs for f in e.frameworks)
+
+
+def test_library_file_versions() -> None:
+    from remediator.probe.parse import _lib_file_version
+
+    assert _lib_file_version("libcudart.so.11.2.152") == "11.2.152"
+    assert _lib_file_version("libcudnn.so.8.1.1") == "8.1.1"
+    assert _lib_file_version("libcuda.so.535.104.05") == "535.104.05"
+    assert _lib_file_version("libcuda.so") is None
+    assert _lib_file_version("libcudart.so.1" + "0" * 40) is None

@@ -17,6 +17,7 @@ import ast
 import base64
 import ctypes
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from remediator.lab.elf import shared_object
 from remediator.probe import (
     PROBE_ARGV,
     ProbeError,
@@ -834,6 +836,133 @@ def frameworks() -> Layout:
     return Layout("frameworks", frameworks.__doc__ or "", tree, kernel="4.15.0-213-generic", python="3.6.9")
 
 
+def loader_search() -> Layout:
+    """What diagnosis needs to resolve each framework's CUDA libraries like the loader: torch 2.1 from
+    PyPI whose libtorch_cuda.so has an RPATH to its nvidia-* wheel dirs (real ELF objects), a venv
+    activate script and a conda activate.d script that change LD_LIBRARY_PATH (one entry naming
+    `$(...)`, which the probe cannot know), a Jupyter kernel with its own LD_LIBRARY_PATH, a login
+    chain (/etc/environment, profile.d with `${LD_LIBRARY_PATH:+...}`, ~/.profile), a toolkit with
+    `lib64/stubs/libcuda.so`, a 32-bit library; the driver userspace does not match the module, so
+    the GPUs come from /proc/driver/nvidia/gpus and the PCI bus (one GPU the module does not list)."""
+    tk = "/usr/local/cuda-11.8"
+    lib = f"{tk}/targets/x86_64-linux/lib"
+    site = site_of("/opt/torch21", "3.10")
+    conda = "/opt/conda/envs/tf"
+    csite = site_of(conda, "3.10")
+    rpath = (*(f"$ORIGIN/../../nvidia/{d}/lib" for d in ("cublas", "cuda_runtime", "cudnn")), "$ORIGIN", "/x/$LIB")
+    cuda_libs = ("libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcudnn.so.8")
+    tree: Tree = {
+        **USRMERGE,
+        **LD_SO_CONF,
+        **os_release("Ubuntu 22.04.4 LTS", "ubuntu", "22.04"),
+        "/etc/ld.so.conf.d/cuda-11-8.conf": f"{tk}/lib64\n",
+        "/etc/ld.so.conf.d/old.conf": "/opt/old/lib\n",
+        "/etc/environment": 'PATH="/usr/local/sbin:/usr/bin"\nLD_LIBRARY_PATH="/opt/env/lib"\n',
+        "/etc/profile.d/cuda.sh": (
+            f"export CUDA_HOME={tk}\n"
+            "if [ -d $CUDA_HOME ]; then\n"
+            "  export LD_LIBRARY_PATH=$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}\n"
+            "fi\n"
+        ),
+        "/root/.profile": "# ~/.profile\nexport LD_LIBRARY_PATH=\"/root/mylibs:$LD_LIBRARY_PATH\"\n",
+        "/proc/driver/nvidia/version": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 2024\n",
+        "/proc/driver/nvidia/gpus/0000:17:00.0/information": (
+            "Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 40\nGPU UUID: \t ????????-????-????-????-????????????\n"
+            "Bus Type: \t PCIe\nBus Location: \t 0000:17:00.0\nDevice Minor: \t 0\nGPU Excluded:\t No\n"
+        ),
+        "/sys/bus/pci/devices/0000:17:00.0/vendor": "0x10de\n",
+        "/sys/bus/pci/devices/0000:17:00.0/device": "0x2330\n",
+        "/sys/bus/pci/devices/0000:17:00.0/class": "0x030200\n",
+        "/sys/bus/pci/devices/0000:17:00.1/vendor": "0x10de\n",  # the card's audio function: not a GPU
+        "/sys/bus/pci/devices/0000:17:00.1/device": "0x22a3\n",
+        "/sys/bus/pci/devices/0000:17:00.1/class": "0x040300\n",
+        "/sys/bus/pci/devices/0000:65:00.0/vendor": "0x10de\n",
+        "/sys/bus/pci/devices/0000:65:00.0/device": "0x2330\n",
+        "/sys/bus/pci/devices/0000:65:00.0/class": "0x030200\n",
+        "/sys/bus/pci/devices/0000:00:00.0/vendor": "0x8086\n",
+        "/sys/bus/pci/devices/0000:00:00.0/device": "0x09a2\n",
+        "/sys/bus/pci/devices/0000:00:00.0/class": "0x060000\n",
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.550.90.07": shared_object("libcuda.so.1"),
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.1": Link("libcuda.so.550.90.07"),
+        "/usr/bin/nvidia-smi": printing(
+            "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.90\n", 18
+        ),
+        "/usr/bin/ldconfig": ldconfig(
+            ("libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+            ("libcudart.so.11.0", f"{tk}/targets/x86_64-linux/lib/libcudart.so.11.0"),
+        ),
+        f"{tk}/version.json": version_json("11.8.0"),
+        **toolkit_dirs(tk),
+        f"{lib}/libcudart.so.11.8.89": shared_object("libcudart.so.11.0"),
+        f"{lib}/libcudart.so.11.0": Link("libcudart.so.11.8.89"),
+        f"{lib}/stubs/libcuda.so": shared_object("libcuda.so.1"),
+        "/opt/old/lib/libcudart.so.10.0": b"\x7fELF\x01\x01\x01" + bytes(57),  # a 32-bit object
+        "/usr/bin/python3": Link("python3.10"),
+        "/usr/bin/python3.10": b"\x7fELF",
+        **venv("/opt/torch21", "/usr/bin/python3.10", "3.10.12"),
+        "/opt/torch21/bin/activate": (
+            '# This file must be used with "source bin/activate" *from bash*\nVIRTUAL_ENV="/opt/torch21"\n'
+            'export VIRTUAL_ENV\nPATH="$VIRTUAL_ENV/bin:$PATH"\nexport PATH\n'
+            "export LD_LIBRARY_PATH=$VIRTUAL_ENV/lib/extra:$LD_LIBRARY_PATH\n"
+        ),
+        **dist(site, "torch", "2.1.0"),
+        f"{site}/torch/version.py": "__version__ = '2.1.0+cu121'\ndebug = False\ncuda = '12.1'\nhip = None\n",
+        f"{site}/torch/lib/libtorch_cuda.so": shared_object(
+            "libtorch_cuda.so", needed=("libc10_cuda.so", *cuda_libs), rpath=rpath
+        ),
+        f"{site}/torch/lib/libc10_cuda.so": shared_object("libc10_cuda.so", needed=("libcudart.so.12",), rpath=rpath),
+        **dist(site, "nvidia-cudnn-cu12", "8.9.2.26"),
+        **dist(site, "nvidia-cuda-runtime-cu12", "12.1.105"),
+        **dist(site, "nvidia-cublas-cu12", "12.1.3.1"),
+        f"{site}/nvidia/cudnn/lib/libcudnn.so.8": shared_object("libcudnn.so.8"),
+        f"{site}/nvidia/cuda_runtime/lib/libcudart.so.12": shared_object("libcudart.so.12"),
+        f"{site}/nvidia/cublas/lib/libcublas.so.12": shared_object("libcublas.so.12"),
+        f"{site}/nvidia/cublas/lib/libcublasLt.so.12": shared_object("libcublasLt.so.12"),
+        "/usr/local/share/jupyter/kernels/torch21/kernel.json": json.dumps(
+            {
+                "argv": ["/opt/torch21/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "torch 2.1",
+                "language": "python",
+                "env": {"LD_LIBRARY_PATH": f"{tk}/lib64:${{LD_LIBRARY_PATH}}"},
+            }
+        ),
+        f"{conda}/conda-meta/python-3.10.13-h955ad1f_0.json": "{}",
+        f"{conda}/bin/python3": Link("python3.10"),
+        f"{conda}/bin/python3.10": b"\x7fELF",
+        f"{conda}/etc/conda/activate.d/env_vars.sh": (
+            'CUDNN_PATH=$(dirname $(python -c "import nvidia.cudnn;print(nvidia.cudnn.__file__)"))\n'
+            "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$CONDA_PREFIX/lib/:$CUDNN_PATH/lib\n"
+        ),
+        f"{conda}/share/jupyter/kernels/python3/kernel.json": json.dumps(
+            {"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"], "language": "python"}
+        ),
+        **dist(csite, "tensorflow", "2.12.0"),
+        f"{csite}/tensorflow/python/platform/build_info.py": (
+            "import collections\n\nbuild_info = collections.OrderedDict([('cuda_version', '11.8'), "
+            "('cudnn_version', '8'), ('is_cuda_build', True), ('is_rocm_build', False)])\n"
+        ),
+        f"{csite}/tensorflow/python/_pywrap_tensorflow_internal.so": shared_object(
+            "_pywrap_tensorflow_internal.so", needed=("libtensorflow_framework.so.2",), runpath=("${ORIGIN}/..",)
+        ),
+        f"{csite}/tensorflow/libtensorflow_framework.so.2": shared_object("libtensorflow_framework.so.2"),
+    }
+    return Layout(
+        "loader-search",
+        loader_search.__doc__ or "",
+        tree,
+        kernel="5.15.0-105-generic",
+        nvml={
+            "ok": False,
+            "loaded": True,
+            "error": "Driver/library version mismatch",
+            "error_code": 18,
+            "errors": {},
+            "gpus": [],
+        },
+        env={"LD_LIBRARY_PATH": "/opt/env/lib"},
+    )
+
+
 HOSTILE_VERSION_PY = "__version__ = __import__('os').system('touch /tmp/remediator-probe-pwned')\ncuda = '11.8'\n"
 
 
@@ -920,6 +1049,7 @@ LAYOUTS = {
         frameworks(),
         hostile(),
         wedged(),
+        loader_search(),
     )
 }
 
@@ -1344,3 +1474,74 @@ def test_main_refuses_python35(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     monkeypatch.setattr(sys, "version_info", (3, 5, 2))
     assert namespace["main"]([]) == 3
     assert "python3 too old" in capsys.readouterr().err
+
+
+# --- the ELF reader and the loader's search paths --------------------------------------------
+
+
+def test_elf_reader_on_real_system_libraries() -> None:
+    ns = remote_namespace()
+    with open("/usr/lib/x86_64-linux-gnu/libz.so.1", "rb") as handle:
+        libz = ns["elf_dynamic"](handle)
+    assert libz["soname"] == "libz.so.1" and "libc.so.6" in libz["needed"]
+    extension = next(Path(sys.prefix).glob("lib/python3*/site-packages/yaml/_yaml.cpython-*.so"))
+    with extension.open("rb") as handle:
+        ext = ns["elf_dynamic"](handle)
+    assert ext["soname"] is None and "libc.so.6" in ext["needed"]
+
+
+def test_elf_reader_refuses_what_it_does_not_read(tmp_path: Path) -> None:
+    ns = remote_namespace()
+    elf_error, elf_dynamic = ns["ElfError"], ns["elf_dynamic"]
+    stub = shared_object("libx.so.1", needed=("liby.so.2",), runpath=("${ORIGIN}/../lib", "$LIB/x"))
+    cases = {
+        b"not an ELF file at all, but long enough to hold a header of sixty-four bytes......": "not an ELF",
+        b"\x7fELF\x01\x01\x01" + bytes(57): "32-bit",
+        b"\x7fELF\x02\x02\x01" + bytes(57): "big-endian",
+        stub[:200]: "past the end",  # truncated: the dynamic section is missing
+    }
+    for data, message in cases.items():
+        with pytest.raises(elf_error, match=message):
+            elf_dynamic(io.BytesIO(data))
+    assert elf_dynamic(io.BytesIO(stub))["runpath"] == "${ORIGIN}/../lib:$LIB/x"
+    # `..` of the real directory is taken lexically; `$LIB` depends on the loader; "" is the current dir.
+    assert ns["expand_origin"]("${ORIGIN}/../lib:$LIB/x::$ORIGIN", "/s/torch/lib") == (
+        ["/s/torch/lib", "/s/torch/lib"],
+        ["$LIB/x"],
+    )
+
+
+def test_shell_words_are_expanded_without_running_anything() -> None:
+    ns = remote_namespace()
+    word, unknown = ns["shell_word"], ns["UNKNOWN"]
+    variables = {"LD_LIBRARY_PATH": "/a", "CONDA_PREFIX": "/c"}
+    assert word("x=/cuda/lib64${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}", 2, variables) == "/cuda/lib64:/a"
+    assert word("x=/cuda/lib64${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}", 2, {"LD_LIBRARY_PATH": ""}) == "/cuda/lib64"
+    assert word('x="$CONDA_PREFIX/lib:$LD_LIBRARY_PATH" # comment', 2, variables) == "/c/lib:/a"
+    assert word("x='$CONDA_PREFIX'/lib; echo", 2, variables) == "$CONDA_PREFIX/lib"
+    assert word("x=$(touch /tmp/pwned)/lib:`id`:${NOPE}:${NOPE:-/d}", 2, variables) == (
+        f"{unknown}/lib:{unknown}:{unknown}:/d"
+    )
+
+
+def test_systemd_units_named_in_the_options(tmp_path: Path) -> None:
+    build_tree(
+        tmp_path,
+        {
+            **USRMERGE,
+            "/etc/systemd/system/jupyter.service": (
+                "[Service]\nEnvironment=\"LD_LIBRARY_PATH=/opt/a:/opt/b\" OTHER=1\nExecStart=/opt/jl/bin/jupyter lab\n"
+            ),
+            "/etc/systemd/system/trainer.service": "[Service]\nEnvironmentFile=-/etc/default/trainer\n",
+            "/etc/default/trainer": "LD_LIBRARY_PATH=/usr/local/cuda/lib64\n",
+        },
+    )
+    payload = build_payload(root=str(tmp_path), nvml=False)
+    argv = ["--systemd-unit", "jupyter.service", "--systemd-unit", "trainer.service", "--systemd-unit", "../x"]
+    proc = subprocess.run(["python3", "-", *argv], input=payload, capture_output=True, timeout=60, check=True)
+    doc = json.loads(proc.stdout)
+    units = {e["name"]: e for e in doc["launch_envs"] if e["name"].startswith("systemd ")}
+    assert units["systemd jupyter.service"]["ld_library_path"] == ["/opt/a", "/opt/b"]
+    assert units["systemd trainer.service"]["ld_library_path"] == ["/usr/local/cuda/lib64"]
+    assert units["systemd trainer.service"]["source"] == "/etc/default/trainer"
+    assert {"where": "systemd_units", "message": "not a unit name: '../x'"} in doc["notes"]
