@@ -11,6 +11,7 @@ from remediator.transport.base import (
     CommandTimeout,
     HostKeyError,
     HostUnreachable,
+    OutputTooLarge,
     Transport,
     TransportError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "CommandTimeout",
     "HostKeyError",
     "HostUnreachable",
+    "OutputTooLarge",
     "Transport",
     "TransportError",
     "open_transport",

@@ -13,7 +13,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from remediator.transport.base import CommandResult
+from remediator.transport.base import (
+    DEFAULT_MAX_STDERR,
+    DEFAULT_MAX_STDOUT,
+    READ_CHUNK,
+    CommandResult,
+    OutputTooLarge,
+)
 
 Outcome = CommandResult | BaseException | Callable[["Call"], CommandResult]
 
@@ -104,7 +110,13 @@ class FakeTransport:
         return self
 
     def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        max_stdout: int = DEFAULT_MAX_STDOUT,
+        max_stderr: int = DEFAULT_MAX_STDERR,
     ) -> CommandResult:
         call = Call(tuple(argv), stdin, timeout)
         with self._lock:
@@ -121,11 +133,15 @@ class FakeTransport:
             raise UnscriptedCommand(f"{self.name}: no rule for {call.command!r}; rules:\n  {scripted}")
         if isinstance(rule.outcome, BaseException):
             raise rule.outcome
-        if isinstance(rule.outcome, CommandResult):
-            return rule.outcome
-        return rule.outcome(call)
+        result = rule.outcome if isinstance(rule.outcome, CommandResult) else rule.outcome(call)
+        # Scripted output past a cap fails as a real transport would, so the layers above see the same error.
+        for stream, data, cap in (("stdout", result.stdout, max_stdout), ("stderr", result.stderr, max_stderr)):
+            if len(data) > cap:
+                received = min(len(data), cap + READ_CHUNK)  # what a real transport reads before it stops
+                raise OutputTooLarge(self.name, call.argv[0], stream, cap, received, where=self.name)
+        return result
 
-    def put_file(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+    def put_file(self, data: bytes, remote_path: str, *, mode: int = 0o644, timeout: float | None = None) -> None:
         with self._lock:
             self.files[remote_path] = (bytes(data), mode)
 

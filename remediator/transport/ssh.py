@@ -2,7 +2,8 @@
 
 Host keys are checked against the OpenSSH known_hosts files (refusing unknown and changed keys unless
 told to accept new ones), ~/.ssh/config is honoured below the inventory's own variables, and every
-paramiko or socket exception is translated here into the typed errors of `transport.base`.
+paramiko or socket exception is translated here into the typed errors of `transport.base`. Every wait
+on the host has a deadline and every output stream a cap, so a host that hangs or floods fails alone.
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ import paramiko
 from remediator.errors import InputError
 from remediator.inventory import InventoryHost
 from remediator.transport.base import (
+    DEFAULT_MAX_STDERR,
+    DEFAULT_MAX_STDOUT,
+    DEFAULT_PUT_TIMEOUT,
+    DEFAULT_RUN_TIMEOUT,
+    READ_CHUNK,
     AuthenticationError,
     CommandResult,
     CommandTimeout,
     HostKeyError,
     HostUnreachable,
+    OutputTooLarge,
     TransportError,
+    format_size,
 )
 
 # Paramiko logs handshake failures with tracebacks; with no handler configured Python's last-resort
@@ -43,7 +51,14 @@ USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 USER_SSH_CONFIG = "~/.ssh/config"
 _MAX_JUMPS = 8
-_READ_CHUNK = 1 << 16
+#: Seconds without traffic before paramiko sends a keepalive request; with TCP_USER_TIMEOUT below, a
+#: host that died or vanished behind a firewall is noticed on an idle connection too.
+KEEPALIVE_INTERVAL = 15
+#: Data the host's kernel has not acknowledged for this long ends the connection (Linux only):
+#: otherwise TCP retransmits for about a quarter of an hour before giving up on a dead peer.
+TCP_USER_TIMEOUT_S = 60
+#: After a deadline, how long closing the channel may take before the whole connection is dropped.
+CLOSE_GRACE = 5.0
 
 # known_hosts files are appended to from several fleet worker threads at once.
 _KNOWN_HOSTS_WRITE_LOCK = threading.Lock()
@@ -426,6 +441,10 @@ class _Opener:
         # algorithm against delayed ACKs: about 40 ms per command.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if user_timeout is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, user_timeout, TCP_USER_TIMEOUT_S * 1000)
         return sock
 
     def _session(self, sock: socket.socket | paramiko.Channel, ep: Endpoint) -> paramiko.Transport:
@@ -445,6 +464,7 @@ class _Opener:
                 hash_name=ep.hash_known_hosts,
             )
             _authenticate(transport, ep)
+            transport.set_keepalive(KEEPALIVE_INTERVAL)
         except BaseException:
             transport.close()
             raise
@@ -605,8 +625,76 @@ def _authenticate(transport: paramiko.Transport, ep: Endpoint) -> None:
 # --------------------------------------------------------------------------- the transport
 
 
+class _Watchdog:
+    """One deadline over paramiko calls that have none of their own.
+
+    `Channel.exec_command` and `invoke_subsystem` wait for the server's reply without a timeout, and an
+    SFTP request waits for its response the same way. At the deadline the watched channel is closed,
+    which ends every wait on it (a request's reply, recv, the send window, the exit status). Closing
+    sends a message, and a host that stopped reading its socket blocks even that; if the guarded work
+    has not finished `grace` seconds later, `drop` closes the whole connection, which nothing in
+    paramiko waits through.
+    """
+
+    def __init__(self, deadline: float, drop: Callable[[], None], grace: float) -> None:
+        self.deadline = deadline
+        self.expired = threading.Event()
+        self._channel: paramiko.Channel | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._drop = drop
+        self._grace = grace
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def watch(self, channel: paramiko.Channel) -> None:
+        with self._lock:
+            self._channel = channel
+        if self.expired.is_set():
+            _close_quietly(channel)
+
+    def _fire(self) -> None:
+        self.expired.set()
+        with self._lock:
+            channel = self._channel
+        if channel is not None:
+            # In its own thread: the close may block on a stuck socket, and the drop below must still come.
+            threading.Thread(target=_close_quietly, args=(channel,), daemon=True).start()
+        if not self._done.wait(self._grace):
+            self._drop()
+
+    def finish(self) -> None:
+        self._done.set()
+        self._timer.cancel()
+
+
+def _close_quietly(channel: paramiko.Channel) -> None:
+    with contextlib.suppress(Exception):  # the connection may already be gone; closing is best effort
+        channel.close()
+
+
+@dataclass
+class _Sink:
+    """What has been read of one stream; `overflowed` once it passed `cap` (and reading stopped)."""
+
+    stream: str
+    cap: int
+    data: bytearray
+    overflowed: bool = False
+
+
 class SSHTransport:
-    """An authenticated SSH connection to one host; safe to use from several threads."""
+    """An authenticated SSH connection to one host; safe to use from several threads.
+
+    Every call is bounded: a command by its timeout (DEFAULT_RUN_TIMEOUT when none is given) and by
+    what it may print (`max_stdout`, `max_stderr`), a file write by its own timeout. A command that
+    floods an output stream drops the connection: paramiko keeps buffering whatever a host sends for
+    a channel until the host acknowledges its close, so only closing the socket stops the reading.
+    """
 
     def __init__(
         self,
@@ -624,6 +712,7 @@ class SSHTransport:
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_lock = threading.Lock()
         self._closed = False
+        self._dropped: str | None = None  # why the connection was dropped, for later calls' errors
 
     @property
     def via(self) -> tuple[str, ...]:
@@ -643,46 +732,110 @@ class SSHTransport:
         detail = f": {exc}" if exc is not None and str(exc) else ""
         return HostUnreachable(f"connection to {self.endpoint.where} lost {what}{detail}")
 
+    def _closed_error(self, what: str) -> TransportError:
+        if self._dropped is not None:
+            return TransportError(
+                f"the connection to {self.name} was dropped ({self._dropped}) before {what}",
+                hint="connect again; the host misbehaved on an earlier command",
+            )
+        return TransportError(f"the connection to {self.name} was closed before {what}")
+
+    def _watchdog(self, limit: float, what: str) -> _Watchdog:
+        return _Watchdog(time.monotonic() + limit, lambda: self._drop(f"{what} ran past its deadline"), CLOSE_GRACE)
+
+    def _timed_out(self, program: str, limit: float, detail: str = "") -> CommandTimeout:
+        return CommandTimeout(
+            f"{program} ran past its {limit:g}s timeout on {self.endpoint.where}{detail}",
+            hint="the command was abandoned; a hung driver can make nvidia-smi block, and a host that "
+            "stops answering SSH requests is reported the same way",
+        )
+
     def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        max_stdout: int = DEFAULT_MAX_STDOUT,
+        max_stderr: int = DEFAULT_MAX_STDERR,
     ) -> CommandResult:
         if not argv:
             raise ValueError("run() needs a command")
         if self._closed:
-            raise TransportError(f"the connection to {self.name} was closed before running {argv[0]}")
-        command = shlex.join(argv)
+            raise self._closed_error(f"running {argv[0]}")
+        limit = DEFAULT_RUN_TIMEOUT if timeout is None else timeout
+        watchdog = self._watchdog(limit, argv[0])
+        sinks = (_Sink("stdout", max_stdout, bytearray()), _Sink("stderr", max_stderr, bytearray()))
+        channel: paramiko.Channel | None = None
         try:
-            channel = self._transport.open_session(timeout=self._channel_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise self._lost(f"before running {argv[0]}", exc) from None
-        try:
-            return self._run(channel, command, argv[0], stdin, timeout)
+            channel = self._start(watchdog, shlex.join(argv), argv[0], limit)
+            return self._collect(channel, watchdog, argv[0], limit, stdin, sinks)
         finally:
-            channel.close()
+            if channel is not None:
+                _close_quietly(channel)  # still under the watchdog: a stuck close ends with a drop
+            watchdog.finish()
 
-    def _run(
-        self,
-        channel: paramiko.Channel,
-        command: str,
-        program: str,
-        stdin: bytes | None,
-        timeout: float | None,
-    ) -> CommandResult:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _open_session(self, watchdog: _Watchdog, timed_out: TransportError, what: str) -> paramiko.Channel:
+        """A new session channel; `timed_out` when the reply did not come before the deadline."""
+        # The channel-open reply has a timeout of its own: the connect timeout, or less when the deadline is nearer.
+        budget = watchdog.remaining()
+        wait = max(0.1, min(self._channel_timeout, budget))
+        started = time.monotonic()
+        try:
+            return self._transport.open_session(timeout=wait)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if watchdog.expired.is_set() or (budget <= self._channel_timeout and time.monotonic() - started >= wait):
+                raise timed_out from None
+            raise self._lost(what, exc) from None
+
+    def _start(self, watchdog: _Watchdog, command: str, program: str, limit: float) -> paramiko.Channel:
+        """Open a session and send the exec request, both within the command's deadline."""
+        channel = self._open_session(
+            watchdog, self._timed_out(program, limit, " before the host opened a session for it"),
+            f"before running {program}",
+        )
+        watchdog.watch(channel)
         try:
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
+            _close_quietly(channel)
+            if watchdog.expired.is_set():
+                raise self._timed_out(program, limit, "; the host never answered the request to start it") from None
             raise self._lost(f"starting {program}", exc) from None
+        return channel
 
-        stdout, stderr = bytearray(), bytearray()
+    def _collect(
+        self,
+        channel: paramiko.Channel,
+        watchdog: _Watchdog,
+        program: str,
+        limit: float,
+        stdin: bytes | None,
+        sinks: tuple[_Sink, _Sink],
+    ) -> CommandResult:
         errors: list[BaseException] = []
+        settled = threading.Event()  # every helper ended, or a stream overflowed
+        pending = [3]
+        pending_lock = threading.Lock()
 
-        def pump(recv: Callable[[int], bytes], sink: bytearray) -> None:
+        def ended() -> None:
+            with pending_lock:
+                pending[0] -= 1
+                if pending[0] == 0:
+                    settled.set()
+
+        def pump(recv: Callable[[int], bytes], sink: _Sink) -> None:
             try:
-                while chunk := recv(_READ_CHUNK):
-                    sink += chunk
+                while chunk := recv(READ_CHUNK):
+                    sink.data += chunk
+                    if len(sink.data) > sink.cap:
+                        sink.overflowed = True
+                        settled.set()
+                        return  # reading no further is the point: the caller drops the connection
             except Exception as exc:  # surfaced below, after the command ends
                 errors.append(exc)
+            finally:
+                ended()
 
         def feed() -> None:
             try:
@@ -691,85 +844,132 @@ class SSHTransport:
                 channel.shutdown_write()
             except (OSError, EOFError, paramiko.SSHException):
                 pass  # the command exited without reading all its input, as with a closed pipe
+            finally:
+                ended()
 
         # Both streams are drained at once and only then is the exit status read: a command that fills
         # the stderr window while we wait on stdout would otherwise block forever (paramiko #448, #1778).
-        threads = [
-            threading.Thread(target=pump, args=(channel.recv, stdout), daemon=True),
-            threading.Thread(target=pump, args=(channel.recv_stderr, stderr), daemon=True),
-            threading.Thread(target=feed, daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if t.is_alive():
-                raise CommandTimeout(
-                    f"{program} ran past its {timeout:g}s timeout on {self.endpoint.where}",
-                    hint="the command was abandoned; a hung driver can make nvidia-smi block",
-                )
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not channel.status_event.wait(remaining):
-            raise CommandTimeout(f"{program} ran past its {timeout:g}s timeout on {self.endpoint.where}")
+        stdout, stderr = sinks
+        for target, args in ((pump, (channel.recv, stdout)), (pump, (channel.recv_stderr, stderr)), (feed, ())):
+            threading.Thread(target=target, args=args, daemon=True).start()
+        settled.wait(watchdog.remaining())
+        flooded = next((s for s in sinks if s.overflowed), None)
+        if flooded is not None:
+            self._drop(f"{program} printed more than {format_size(flooded.cap)} on {flooded.stream}")
+            raise OutputTooLarge(
+                self.name, program, flooded.stream, flooded.cap, len(flooded.data), where=self.endpoint.where
+            )
+        if not settled.is_set() or watchdog.expired.is_set():
+            raise self._timed_out(program, limit)
+        if not channel.status_event.wait(watchdog.remaining()) or watchdog.expired.is_set():
+            raise self._timed_out(program, limit)
         if errors:
             raise TransportError(f"reading the output of {program} failed: {errors[0]}")
         status = channel.recv_exit_status()
         if status == -1 and not self._transport.is_active():
             raise self._lost(f"while {program} ran")
-        return CommandResult(status, bytes(stdout), bytes(stderr))
+        return CommandResult(status, bytes(stdout.data), bytes(stderr.data))
 
-    def _sftp_client(self) -> paramiko.SFTPClient | None:
+    def _sftp_client(self, watchdog: _Watchdog, timed_out: CommandTimeout) -> paramiko.SFTPClient | None:
+        """The connection's SFTP session, opened under the put's deadline; None when the host has none."""
         with self._sftp_lock:
-            if self._sftp is None:
-                try:
-                    self._sftp = self._transport.open_sftp_client()
-                except paramiko.SSHException:
+            if self._sftp is not None:
+                channel = self._sftp.get_channel()
+                if channel is not None:
+                    watchdog.watch(channel)
+                return self._sftp
+            # SFTPClient.from_transport, by hand: its open_session and subsystem request have no timeout.
+            channel = self._open_session(watchdog, timed_out, "opening SFTP")
+            watchdog.watch(channel)
+            try:
+                channel.invoke_subsystem("sftp")
+                self._sftp = paramiko.SFTPClient(channel)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                _close_quietly(channel)
+                if watchdog.expired.is_set():
+                    raise timed_out from None
+                if isinstance(exc, paramiko.SSHException):
                     return None  # no SFTP subsystem on this host: put_file falls back to cat
-                except (EOFError, OSError) as exc:
-                    raise self._lost("opening SFTP", exc) from None
+                raise self._lost("opening SFTP", exc) from None
             return self._sftp
 
-    def put_file(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        """Write `data` to `remote_path` atomically: a temporary name beside it, then a rename."""
-        if self._closed:
-            raise TransportError(f"the connection to {self.name} was closed before writing {remote_path}")
-        tmp = f"{remote_path}.remediator-{secrets.token_hex(4)}.tmp"
-        sftp = self._sftp_client()
-        if sftp is None:
-            self._put_with_cat(data, tmp, remote_path, mode)
-            return
-        try:
-            with sftp.open(tmp, "wb") as fh:
-                fh.chmod(mode)
-                fh.set_pipelined(True)
-                fh.write(data)
-            sftp.posix_rename(tmp, remote_path)
-        except (OSError, paramiko.SSHException) as exc:
-            with contextlib.suppress(OSError, paramiko.SSHException):
-                sftp.remove(tmp)
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise TransportError(f"cannot write {remote_path} on {self.endpoint.where}: {reason}") from None
+    def _forget_sftp(self, sftp: paramiko.SFTPClient) -> None:
+        with self._sftp_lock:
+            if self._sftp is sftp:
+                self._sftp = None
+        with contextlib.suppress(Exception):
+            sftp.close()
 
-    def _put_with_cat(self, data: bytes, tmp: str, remote_path: str, mode: int) -> None:
+    def put_file(self, data: bytes, remote_path: str, *, mode: int = 0o644, timeout: float | None = None) -> None:
+        """Write `data` to `remote_path` atomically: a temporary name beside it, then a rename.
+
+        The whole write, SFTP session set-up included, gets `timeout` (DEFAULT_PUT_TIMEOUT when None).
+        A session that stalls is abandoned, for every write that was using it.
+        """
+        if self._closed:
+            raise self._closed_error(f"writing {remote_path}")
+        limit = DEFAULT_PUT_TIMEOUT if timeout is None else timeout
+        tmp = f"{remote_path}.remediator-{secrets.token_hex(4)}.tmp"
+        timed_out = CommandTimeout(
+            f"writing {remote_path} on {self.endpoint.where} ran past its {limit:g}s timeout",
+            hint="the host stopped answering SFTP requests; the write was abandoned",
+        )
+        watchdog = self._watchdog(limit, f"writing {remote_path}")
+        try:
+            sftp = self._sftp_client(watchdog, timed_out)
+            if sftp is None:
+                self._put_with_cat(data, tmp, remote_path, mode, max(0.1, watchdog.remaining()))
+                return
+            try:
+                with sftp.open(tmp, "wb") as fh:
+                    fh.chmod(mode)
+                    fh.set_pipelined(True)
+                    fh.write(data)
+                sftp.posix_rename(tmp, remote_path)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                if watchdog.expired.is_set():
+                    self._forget_sftp(sftp)
+                    raise timed_out from None
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    sftp.remove(tmp)
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                raise TransportError(f"cannot write {remote_path} on {self.endpoint.where}: {reason}") from None
+        finally:
+            watchdog.finish()
+
+    def _put_with_cat(self, data: bytes, tmp: str, remote_path: str, mode: int, timeout: float) -> None:
         script = 'umask 077 && cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" || { rm -f "$1"; exit 1; }'
-        result = self.run(["sh", "-c", script, "sh", tmp, f"{mode:o}", remote_path], stdin=data)
+        result = self.run(["sh", "-c", script, "sh", tmp, f"{mode:o}", remote_path], stdin=data, timeout=timeout)
         if result.returncode != 0:
             reason = result.stderr.decode(errors="replace").strip() or f"exit status {result.returncode}"
             raise TransportError(f"cannot write {remote_path} on {self.endpoint.where}: {reason}")
 
-    def close(self) -> None:
+    def _drop(self, reason: str) -> None:
+        """Close the connection at once: a host that floods or stalls gets nothing more from us."""
+        if self._dropped is None:
+            self._dropped = reason
+        self._close_connection()
+
+    def _close_connection(self) -> None:
         self._closed = True
-        with self._sftp_lock:
-            if self._sftp is not None:
-                with contextlib.suppress(Exception):
-                    self._sftp.close()
-                self._sftp = None
+        # Transport.close is bounded (it marks everything closed before it waits on anything), and
+        # after it no channel or SFTP close can block on a host that stopped reading its socket.
         self._transport.close()
         for _, hop in reversed(self._hops):
             hop.close()
+        with self._sftp_lock:
+            sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            with contextlib.suppress(Exception):
+                sftp.close()
+
+    def close(self) -> None:
+        self._close_connection()
 
 
 __all__ = [
+    "CLOSE_GRACE",
+    "KEEPALIVE_INTERVAL",
     "Endpoint",
     "KnownHosts",
     "SSHTransport",

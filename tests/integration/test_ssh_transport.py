@@ -20,10 +20,14 @@ import pytest
 from remediator.errors import InputError
 from remediator.inventory import InventoryHost, load_inventory
 from remediator.transport.base import (
+    DEFAULT_MAX_STDERR,
+    DEFAULT_MAX_STDOUT,
+    READ_CHUNK,
     AuthenticationError,
     CommandTimeout,
     HostKeyError,
     HostUnreachable,
+    OutputTooLarge,
     Transport,
     TransportError,
 )
@@ -218,19 +222,38 @@ def test_missing_command_is_127(conn: SSHTransport) -> None:
 
 def test_several_mib_on_both_streams_do_not_deadlock(conn: SSHTransport) -> None:
     n = 6 * MIB
+    caps = {"max_stdout": 8 * MIB, "max_stderr": 8 * MIB}  # stderr's default cap is 1 MiB
     # stderr first: a reader that waited on stdout alone would stall once the stderr window filled
     script = f"head -c {n} /dev/zero | tr '\\0' e >&2; head -c {n} /dev/zero | tr '\\0' o"
-    result = conn.run(["sh", "-c", script], timeout=60)
+    result = conn.run(["sh", "-c", script], timeout=60, **caps)
     assert result.returncode == 0
     assert len(result.stdout) == n and set(result.stdout) == {ord("o")}
     assert len(result.stderr) == n and set(result.stderr) == {ord("e")}
     # both at once, interleaved, with a large stdin going the other way
     data = os.urandom(5 * MIB)
     script = f"head -c {n} /dev/zero | tr '\\0' e >&2 & cat; wait"
-    result = conn.run(["sh", "-c", script], stdin=data, timeout=60)
+    result = conn.run(["sh", "-c", script], stdin=data, timeout=60, **caps)
     assert result.returncode == 0
     assert result.stdout == data
     assert len(result.stderr) == n
+
+
+@pytest.mark.parametrize(("stream", "cap"), [("stdout", DEFAULT_MAX_STDOUT), ("stderr", DEFAULT_MAX_STDERR)])
+def test_output_past_the_cap_is_abandoned(sshd: Sshd, tmp_path: Path, stream: str, cap: int) -> None:
+    redirect = ">&2" if stream == "stderr" else ""
+    with connect(sshd.host(tmp_path), connect_timeout=10) as t:
+        # exactly the cap is read whole
+        result = t.run(["sh", "-c", f"head -c {cap} /dev/zero {redirect}"], timeout=60)
+        assert len(getattr(result, stream)) == cap
+        # a flood is cut off past it: the command never ends by itself
+        started = time.monotonic()
+        with pytest.raises(OutputTooLarge) as info:
+            t.run(["sh", "-c", f"cat /dev/zero {redirect}"], timeout=60)
+        assert time.monotonic() - started < 30
+        assert (info.value.stream, info.value.cap) == (stream, cap)
+        assert cap < info.value.received <= cap + READ_CHUNK
+        with pytest.raises(TransportError, match="dropped"):
+            t.run(["true"])
 
 
 def test_command_timeout(conn: SSHTransport) -> None:
