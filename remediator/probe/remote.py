@@ -973,6 +973,12 @@ class Probe:
                 roots.extend(os.path.join(base, n) for n in self.listdir(base) if self.isdir(os.path.join(base, n)))
             else:
                 roots.append(pattern)
+        # Tools that keep their venvs inside a home's caches, which the walk skips: poetry
+        # (~/.cache/pypoetry/virtualenvs) and pipenv (~/.local/share/virtualenvs).
+        for root in list(roots):
+            for sub in ("/.cache/pypoetry/virtualenvs", "/.local/share/virtualenvs"):
+                if self.isdir(root.rstrip("/") + sub):
+                    roots.append(root.rstrip("/") + sub)
         found = []
         seen = set()
         visited = 0

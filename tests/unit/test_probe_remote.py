@@ -1545,3 +1545,16 @@ def test_systemd_units_named_in_the_options(tmp_path: Path) -> None:
     assert units["systemd trainer.service"]["ld_library_path"] == ["/usr/local/cuda/lib64"]
     assert units["systemd trainer.service"]["source"] == "/etc/default/trainer"
     assert {"where": "systemd_units", "message": "not a unit name: '../x'"} in doc["notes"]
+
+
+def test_poetry_and_pipenv_venvs_inside_a_homes_caches_are_found(tmp_path: Path) -> None:
+    """The walk skips ~/.cache and keeps its depth; poetry and pipenv keep their venvs there
+    (pytorch/pytorch#104259: a poetry venv whose torch lacks its nvidia-* wheels)."""
+    poetry = "/home/ana/.cache/pypoetry/virtualenvs/project-7Lp0Ow5D-py3.10"
+    pipenv = "/root/.local/share/virtualenvs/app-x1Y2z3"
+    build_tree(tmp_path, {**USRMERGE, "/usr/bin/python3.10": b"\x7fELF",
+                          **venv(poetry, "/usr/bin/python3.10", "3.10.12"),
+                          **venv(pipenv, "/usr/bin/python3.10", "3.10.12"),
+                          "/home/ana/.cache/pip/http/x": "cache, not an env\n"})
+    facts = probe_host(LocalTransport(), "caches", root=str(tmp_path), nvml=False)
+    assert {e.path for e in facts.envs} >= {poetry, pipenv}
