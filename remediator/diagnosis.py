@@ -477,7 +477,9 @@ def _system_stack(facts: HostFacts, req: Requirements) -> list[Finding]:
         reached_cudnn = _first_reached(facts, system_cudnn)
         chosen = reached_cudnn[0] if reached_cudnn else system_cudnn[0]
         how = reached_cudnn[1] if reached_cudnn else "not on the loader path"
-        if not req.cudnn_ok(chosen.version):
+        packaged_fits = [c for c in system_cudnn if c.install_method in ("deb", "rpm") and req.cudnn_ok(c.version)]
+        # A copy in a toolkit dir reached before a fitting package is CUDNN_SHADOWED's cause, said there.
+        if not req.cudnn_ok(chosen.version) and not (chosen.in_toolkit and packaged_fits):
             fits = [c for c in system_cudnn if req.cudnn_ok(c.version)]
             wanted_dnn = req.cudnn_range.raw if req.cudnn_range is not None else str(req.cudnn)
             out.append(_finding(
@@ -515,7 +517,10 @@ def _env_libs_on_global_path(facts: HostFacts) -> list[Finding]:
 def _bundled_stack(facts: HostFacts, req: Requirements, envs: list[PythonEnv]) -> list[Finding]:
     """Frameworks whose CUDA and cuDNN come from pip wheels: only the driver and shadowing matter."""
     out: list[Finding] = []
-    shadow_dirs = [(p, s) for p, s in _search_order(facts) if s.startswith("LD_LIBRARY_PATH")]
+    # Where the probe recorded what each dir holds, remediator.linkage resolves every library the wheels'
+    # framework needs and says which one LD_LIBRARY_PATH really takes over; this dir-level guess (any system
+    # CUDA dir on the path) is for older facts only.
+    shadow_dirs = [] if facts.libdirs else [(p, s) for p, s in _search_order(facts) if s.startswith("LD_LIBRARY_PATH")]
     for env in envs:
         env_root = _norm(env.path)
         wheel_cudnn = [c for c in facts.cudnn if c.env and _norm(c.env) == env_root]

@@ -21,9 +21,19 @@ from remediator.diagnosis import Finding, _finding
 from remediator.errors import UnknownVersionError
 from remediator.facts import ElfDeps, Framework, Gpu, HostFacts, LaunchEnv, PythonEnv
 from remediator.matrix import Matrix, Requirements, Target, Variant
+from remediator.matrix.gpus import compute_capability_of
 from remediator.resolve import Resolution, Resolver, cuda_family, cuda_sonames
 from remediator.versions import try_version
 
+# Judges that already say a library is absent or wrong for the whole host, and, per library family, the
+# codes of the other judges that already name that family's problem (the same cause, said once).
+_MISSING = frozenset({"CUDA_MISSING", "CUDNN_MISSING", "DRIVER_MISSING", "DRIVER_LIBRARY_MISMATCH",
+                      "DRIVER_USERSPACE_MISSING", "LIBCUDA_STUB"})
+_SAID = {
+    "cudart": frozenset({"CUDA_WRONG_DEFAULT", "LIB_SHADOWED"}),
+    "cublas": frozenset({"CUDA_WRONG_DEFAULT", "LIB_SHADOWED"}),
+    "cudnn": frozenset({"CUDNN_MISMATCH", "CUDNN_SHADOWED", "LIB_SHADOWED"}),
+}
 _TF = frozenset({"tensorflow", "tensorflow-gpu", "tensorflow-cpu", "tf-nightly", "tf-nightly-gpu", "tensorflow-intel"})
 
 
@@ -44,12 +54,15 @@ def judge(facts: HostFacts, matrix: Matrix, req: Requirements | None, reported: 
     resolver = Resolver(facts)
     out: list[Finding] = []
     out += _driver_userspace(facts, resolver, reported)
+    reported = reported | {f.code for f in out}
     for env in facts.envs:
         out += _mixed_majors(env)
         for fw in env.frameworks:
             fw_req = _requirements(matrix, fw, req)
             if fw_req is None or fw.is_cuda_build is False or "+cpu" in fw.version:
                 continue
+            if req is not None and fw_req is not req:
+                continue  # with a target, only the envs that hold it: the others are replaced, not judged
             out += _framework_libs(facts, resolver, env, fw, fw_req, reported)
             if fw_req.framework == "pytorch":
                 out += _torch_build(facts, env, fw, fw_req, reported)
@@ -140,6 +153,11 @@ def _variant(req: Requirements, fw: Framework) -> Variant | None:
 def needs(facts: HostFacts, env: PythonEnv, fw: Framework, req: Requirements) -> list[Need]:
     """The CUDA libraries `fw` loads: its objects' DT_NEEDED, then what it dlopens, by soname."""
     objs = list(fw.elf) or [_implied_object(facts, env, fw, req)]
+    if fw.elf and req.framework == "tensorflow" and req.bundles_cuda:
+        # TensorFlow >= 2.14 finds its nvidia-* wheels' libraries itself (tensorflow/tensorflow#63362 is the
+        # release where that broke): they come after LD_LIBRARY_PATH, as a RUNPATH would.
+        implied = _implied_object(facts, env, fw, req)
+        objs[0] = ElfDeps(objs[0].path, objs[0].needed, objs[0].rpath, objs[0].runpath + implied.runpath)
     cuda = try_version(fw.cuda_build or "") or req.cuda
     cudnn = try_version(fw.cudnn_build or "") or req.cudnn
     variant = _variant(req, fw) if req.framework == "pytorch" else None
@@ -188,7 +206,8 @@ def _dlopened(cuda: object, cudnn: object) -> list[tuple[str, str]]:
         return []
     major, minor = cv.major_minor()
     if major < 11:
-        cudart, cublas = f"libcudart.so.{major}.{minor}", f"libcublas.so.{major}" + (".0" if minor == 0 else "")
+        cudart = f"libcudart.so.{major}.{minor}"
+        cublas = f"libcublas.so.{major}.{minor}" if (major, minor) < (10, 1) else f"libcublas.so.{major}"
     else:
         cudart = f"libcudart.so.{major}.0" if major == 11 else f"libcudart.so.{major}"
         cublas = f"libcublas.so.{major}"
@@ -213,11 +232,12 @@ def _framework_libs(facts: HostFacts, resolver: Resolver, env: PythonEnv, fw: Fr
     launches = resolver.launch_envs_for(env.path)
     for need in needs(facts, env, fw, req):
         results = [resolver.resolve(need.soname, le, need.obj) for le in launches]
-        bad = [(r, why) for r in results if (why := _problem(r, need, req)) is not None]
+        bad = [(r, why) for r in results if (why := _problem(r, need, req, facts, env)) is not None]
         if not bad:
+            out += _companions(facts, resolver, env, label, need, results, launches, reported)
             continue
         r, why = bad[0]
-        good = [g.launch for g in results if _problem(g, need, req) is None]
+        good = [g.launch for g in results if _problem(g, need, req, facts, env) is None]
         works = f" (it does resolve in the {', '.join(good)})" if good else ""
         evidence = [("env", env.path), ("soname", need.soname),
                     ("reaches", r.path or "nothing"), ("how", r.how), ("launch", r.launch),
@@ -225,34 +245,117 @@ def _framework_libs(facts: HostFacts, resolver: Resolver, env: PythonEnv, fw: Fr
         if r.file is None:
             code = "CUDA_LIB_UNRESOLVED"
             message = f"{label} needs {need.soname}, which resolves to nothing in the {r.launch}{works}"
+        elif r.how.startswith("LD_LIBRARY_PATH") and _own_copy_fits(facts, resolver, env, need, req):
+            # The env has a copy that would do; LD_LIBRARY_PATH puts another in front of it.
+            code = "LIB_SHADOWED"
+            message = f"{label} loads {r.describe()} in the {r.launch}: {why}, it needs {need.wants}{works}"
         elif need.family == "cudnn":
             code = "CUDNN_MISMATCH"
-            message = f"{label} loads {r.describe()} in the {r.launch}: {why}, it needs {need.wants}{works}"
-        elif r.how.startswith("LD_LIBRARY_PATH") and (req.bundles_cuda or req.framework == "pytorch"):
-            code = "LIB_SHADOWED"
             message = f"{label} loads {r.describe()} in the {r.launch}: {why}, it needs {need.wants}{works}"
         else:
             code = "CUDA_WRONG_DEFAULT"
             message = f"{label} loads {r.describe()} in the {r.launch}: {why}, it needs {need.wants}{works}"
-        if code in reported:
+        if code in reported or reported & _MISSING or reported & _SAID.get(need.family, frozenset()):
             continue
         out.append(_finding(code, message, evidence, fix=_fix(code, req, r)))
     return out
 
 
-def _problem(r: Resolution, need: Need, req: Requirements) -> str | None:
+def _own_copy_fits(facts: HostFacts, resolver: Resolver, env: PythonEnv, need: Need, req: Requirements) -> bool:
+    root = posixpath.normpath(env.path) + "/"
+    for d in facts.libdirs:
+        if d.exists and (d.path.startswith(root) or (d.real or "").startswith(root)):
+            hit = resolver.lib(d.path, need.soname)
+            if hit is not None:
+                r = Resolution(need.soname, "", hit, posixpath.normpath(d.path), "the env's own copy")
+                if _problem(r, need, req, facts, env) is None:
+                    return True
+    return False
+
+
+def _companions(facts: HostFacts, resolver: Resolver, env: PythonEnv, label: str, need: Need,
+                results: list[Resolution], launches: Sequence[LaunchEnv], reported: frozenset[str]) -> list[Finding]:
+    """The libraries a resolved cuDNN or cuBLAS loads in turn (cuDNN 8's libcudnn_*_infer.so.8, cuDNN 9's
+    libcudnn_graph.so.9 ..., cuBLAS's libcublasLt): NVIDIA's libraries carry only RUNPATH $ORIGIN, so
+    LD_LIBRARY_PATH comes first for them even when the framework's RPATH fixed the first one
+    (pytorch/builder#1150 made torch's own RPATH win; PaddlePaddle/Paddle#78285 shows libcublasLt still
+    taken from LD_LIBRARY_PATH). A companion from another copy than its library is a mixed install."""
+    if need.family not in ("cudnn", "cublas") or "LIB_SHADOWED" in reported:
+        return []
+    for r in results:
+        if r.file is None or r.dir is None:
+            continue
+        major = need.soname.rsplit(".so.", 1)[-1]
+        prefix = "libcudnn_" if need.family == "cudnn" else "libcublasLt"
+        d = resolver.dirs.get(posixpath.normpath(r.dir))
+        names = [f.name for f in (d.libs if d else ()) if f.name.startswith(prefix) and f.name.endswith(f".so.{major}")]
+        launch = next((le for le in launches if le.name == r.launch), None)
+        own = ElfDeps(r.path or r.dir, runpath=(r.dir,))
+        mine = precise_version(r, need.family, facts, env)
+        for name in names:
+            c = resolver.resolve(name, launch, own)
+            if c.file is None or c.dir is None or posixpath.normpath(c.dir) == posixpath.normpath(r.dir):
+                continue
+            theirs = precise_version(c, need.family, facts, env)
+            if mine is not None and theirs is not None and try_version(mine) == try_version(theirs):
+                continue
+            return [_finding(
+                "LIB_SHADOWED",
+                f"{label} loads {r.describe()}, but that library's own {name} comes from {c.dir} "
+                f"({theirs or 'another copy'}) via {c.how} in the {c.launch}: two copies of one library mixed "
+                "in one process",
+                [("env", env.path), ("soname", name), ("reaches", c.path or "?"), ("how", c.how),
+                 ("launch", c.launch), ("should reach", f"{r.dir}/{name} ({mine or 'the same copy'})")],
+                fix=f"take {c.dir} off LD_LIBRARY_PATH ({c.how.split(' from ', 1)[-1]})",
+            )]
+    return []
+
+
+def _problem(r: Resolution, need: Need, req: Requirements, facts: HostFacts | None = None,
+             env: PythonEnv | None = None) -> str | None:
     if r.file is None:
         return "not found"
     if r.file.stub:
         return "a link-time stub"
-    version = r.version
+    version = precise_version(r, need.family, facts, env)
     if version is None:
-        return None  # the soname matched; nothing more to check
+        return None  # the soname matched, and nothing tells more than its major version
     if need.family == "cudnn":
         return None if req.cudnn_range is None or req.cudnn_ok(version) or _same_major_not_older(
             version, req.cudnn) else f"cuDNN {version}"
     if need.family == "cudart":
         return None if req.cuda_range is None or req.cuda_ok(version) else f"CUDA runtime {version}"
+    return None
+
+
+_WHEEL_OF = {"cudart": "nvidia-cuda-runtime-cu", "cublas": "nvidia-cublas-cu", "cudnn": "nvidia-cudnn-cu"}
+
+
+def precise_version(r: Resolution, family: str, facts: HostFacts | None, env: PythonEnv | None) -> str | None:
+    """The version of the file reached, past its soname's major: from its real name, else from what owns
+    its directory (the cuDNN install's header, the toolkit, the nvidia-* wheel); None when only the major
+    (which the soname already matched) is known."""
+    named = r.version
+    soname_version = r.soname.split(".so.", 1)[1] if ".so." in r.soname else ""
+    if named and named != soname_version and "." in named:
+        return named
+    if facts is None or r.dir is None:
+        return None
+    here = posixpath.normpath(r.dir)
+    if family == "cudnn":
+        for c in facts.cudnn:
+            if posixpath.normpath(c.path) == here:
+                return c.version
+    if family in ("cudart", "cublas"):
+        for t in facts.toolkits:
+            root = posixpath.normpath(t.path)
+            if here == root or here.startswith(root + "/"):
+                return t.version
+    prefix = _WHEEL_OF.get(family)
+    if env is not None and prefix and here.startswith(posixpath.normpath(env.path) + "/"):
+        for dist, version in env.nvidia_wheels:
+            if dist.startswith(prefix):
+                return version
     return None
 
 
@@ -294,18 +397,36 @@ def _torch_build(facts: HostFacts, env: PythonEnv, fw: Framework, req: Requireme
             fix=f"upgrade the driver to >= {variant.min_driver.raw}, or install a torch build for an older CUDA",
         ))
     for gpu in _distinct(facts):
-        if gpu.compute_capability and variant.has_kernels_for(gpu.compute_capability) is False:
+        cc = gpu.compute_capability or compute_capability_of(gpu.name)
+        if cc and _runs_on(variant, cc) is False:
             out.append(_finding(
                 "GPU_ARCH_UNSUPPORTED",
                 f"{fw.name} {fw.version} in {env.path} ({variant.tag}) has no kernels for the {gpu.name} "
-                f"(compute capability {gpu.compute_capability}): it ships {', '.join(variant.sm_archs)}, so CUDA "
+                f"(compute capability {cc}): it ships {', '.join(variant.sm_archs)}, so CUDA "
                 "ops fail with 'no kernel image is available for execution on the device'",
                 [("env", env.path), ("build", variant.tag), ("gpu", gpu.name),
-                 ("compute capability", gpu.compute_capability), ("kernels for", " ".join(variant.sm_archs))],
+                 ("compute capability", cc), ("kernels for", " ".join(variant.sm_archs))],
                 fix="install a build of torch whose CUDA variant ships kernels for this GPU (`remediate matrix show "
                 f"pytorch=={req.version}` lists each variant's architectures)",
             ))
     return out
+
+
+def _runs_on(variant: Variant, cc: str) -> bool | None:
+    """Whether the build has machine code the GPU runs: an sm_XY of the GPU's major and a minor not above
+    its own (cubins run on later minors of their major). PTX is not counted, as torch's own check does
+    not count it ("sm_80 is not compatible with the current PyTorch installation. The current PyTorch
+    install supports CUDA capabilities sm_37 ... compute_37", pytorch/pytorch#57922). None: not recorded."""
+    sms = variant.sm_archs
+    parsed = try_version(cc)
+    if not sms or parsed is None:
+        return None
+    major, minor = parsed.major_minor()
+    for sm in sms:
+        digits = sm.removeprefix("sm_")
+        if len(digits) >= 2 and int(digits[:-1]) == major and int(digits[-1]) <= minor:
+            return True
+    return False
 
 
 def _distinct(facts: HostFacts) -> Sequence[Gpu]:

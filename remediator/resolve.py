@@ -133,10 +133,16 @@ class Resolver:
                           "the default directories")
 
     def launch_envs_for(self, env_path: str) -> list[LaunchEnv]:
-        """The ways of starting this env's Python that the probe saw; an ssh command when none."""
+        """The ways this env's Python is started, as far as the host tells: its own (its activate script,
+        its Jupyter kernels, the systemd units that run it) when it has any, else a login shell, else a
+        bare ssh command. A bare ssh command, cron and systemd without an Environment= see no profile.d:
+        judging every env by them would flag the classic setups whose exports live in profile.d."""
         root = _norm(env_path)
-        found = [le for le in self.facts.launch_envs if le.env is None or _norm(le.env) == root]
-        return found or [LaunchEnv(SSH_COMMAND)]
+        own = [le for le in self.facts.launch_envs if le.env is not None and _norm(le.env) == root]
+        if own:
+            return own
+        login = [le for le in self.facts.launch_envs if le.env is None and le.name == "login shell"]
+        return login or [le for le in self.facts.launch_envs if le.env is None][:1] or [LaunchEnv(SSH_COMMAND)]
 
 
 def cuda_family(soname: str) -> str | None:

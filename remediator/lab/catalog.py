@@ -190,9 +190,11 @@ def cudart_soname(toolkit: str) -> str:
 
 
 def cublas_soname(toolkit: str) -> str:
+    # Before CUDA 10.1 the soname carried the minor too (libcublas.so.9.0: TensorFlow 1.5's famous
+    # "ImportError: libcublas.so.9.0: cannot open shared object file").
     major, minor = toolkit.split(".")[:2]
-    if int(major) == 10 and minor == "0":
-        return "libcublas.so.10.0"
+    if (int(major), int(minor)) < (10, 1):
+        return f"libcublas.so.{major}.{minor}"
     return f"libcublas.so.{major}"
 
 
