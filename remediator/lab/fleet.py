@@ -517,7 +517,8 @@ def _inventory(lab: Lab, scenarios: dict[str, Scenario]) -> str:
         if h.user != "root":
             v["ansible_become"] = s.sudo
         v["remediate_scenario"] = s.id
-        v["remediate_target"] = s.target
+        if not s.no_target:
+            v["remediate_target"] = s.target
         v["remediate_expect"] = list(s.expect)
         hosts[h.name] = v
     groups: dict[str, dict[str, dict[str, None]]] = {}

@@ -171,6 +171,9 @@ class Scenario:
     notes: str | None = None
     # Inventory groups of the host besides `lab` (e.g. hostile: `--limit '!hostile'` leaves them out).
     groups: tuple[str, ...] = ()
+    # The inventory gives no remediate_target: the host is judged against what it has (target inference);
+    # `target` still says which framework that is, for the tests.
+    no_target: bool = False
 
     @property
     def home(self) -> str:
@@ -513,6 +516,7 @@ def parse(data: Any, source: str, *, host_python: str = "3.11.2") -> Scenario:
     bashrc = r.text("bashrc")
     envs = _envs(r, home, host_python)
     files = _files(r, home)
+    no_target = r.flag("no_target", False)
     groups = r.items("groups")
     for i, g in enumerate(groups):
         if not isinstance(g, str) or not _ID_RE.match(g) or "-" in g or g == "lab":
@@ -539,6 +543,7 @@ def parse(data: Any, source: str, *, host_python: str = "3.11.2") -> Scenario:
         path=source,
         notes=notes,
         groups=tuple(groups),
+        no_target=no_target,
     )
 
 
