@@ -31,6 +31,8 @@ _PY_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,100}[A-Za-z0-9])?"
 _PIP_PIN = re.compile(rf"{_PY_NAME}(?:\[{_PY_NAME}(?:,{_PY_NAME})*\])?==[0-9][A-Za-z0-9.+!]{{0,63}}")
 _PIP_WHEEL = re.compile(rf"{_PY_NAME}(?:==|>=|<=|~=|>|<|!=)[0-9][A-Za-z0-9.+!*]{{0,63}}"
                         rf"(?:,(?:==|>=|<=|~=|>|<|!=)[0-9][A-Za-z0-9.+!*]{{0,63}}){{0,4}}")
+# The PyTorch indexes the matrix names for its CUDA builds: the only package source a plan may add.
+_TORCH_INDEX = re.compile(r"https://download\.pytorch\.org/whl/[A-Za-z0-9_.-]{1,40}(?:/[A-Za-z0-9_.-]{1,60})?")
 _INTERPRETER = re.compile(r"python(?:[23](?:\.\d{1,2})?)?")
 _DRIVER = re.compile(r"\d{2,4}(?:\.\d{1,3}){1,2}")
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{1,47}")
@@ -122,7 +124,7 @@ _FIELDS: dict[str, frozenset[str]] = {
     "set_cuda_link": frozenset({"link", "target", "previous", "via_alternatives"}),
     "install_package": frozenset({"manager", "name", "version", "extra"}),
     "create_venv": frozenset({"path", "python"}),
-    "pip_install": frozenset({"venv", "requirements", "expected_wheels"}),
+    "pip_install": frozenset({"venv", "requirements", "expected_wheels", "package_index"}),
     "pin_loader_path": frozenset({"venv", "ld_library_path"}),
     "upgrade_driver": frozenset({"current", "min_version", "reboot"}),
     "reboot": frozenset(),
@@ -197,6 +199,9 @@ def _pip_install(p: Mapping[str, Any], root: str) -> Problems:
     else:
         out += [(f"params.requirements[{j}]", r, "not an exact pin (name[extras]==version)")
                 for j, r in enumerate(reqs) if not _fits(_PIP_PIN, r)]
+    index = p.get("package_index")
+    if index is not None and not _fits(_TORCH_INDEX, index):
+        out.append(("params.package_index", index, "not a PyTorch package index (https://download.pytorch.org/whl/...)"))
     wheels = p.get("expected_wheels", [])
     if not isinstance(wheels, list) or len(wheels) > 64:
         out.append(("params.expected_wheels", wheels, "not a list of at most 64 requirements"))

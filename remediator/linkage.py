@@ -398,7 +398,7 @@ def _torch_build(facts: HostFacts, env: PythonEnv, fw: Framework, req: Requireme
         ))
     for gpu in _distinct(facts):
         cc = gpu.compute_capability or compute_capability_of(gpu.name)
-        if cc and _runs_on(variant, cc) is False:
+        if cc and variant.runs_on(cc) is False:
             out.append(_finding(
                 "GPU_ARCH_UNSUPPORTED",
                 f"{fw.name} {fw.version} in {env.path} ({variant.tag}) has no kernels for the {gpu.name} "
@@ -410,23 +410,6 @@ def _torch_build(facts: HostFacts, env: PythonEnv, fw: Framework, req: Requireme
                 f"pytorch=={req.version}` lists each variant's architectures)",
             ))
     return out
-
-
-def _runs_on(variant: Variant, cc: str) -> bool | None:
-    """Whether the build has machine code the GPU runs: an sm_XY of the GPU's major and a minor not above
-    its own (cubins run on later minors of their major). PTX is not counted, as torch's own check does
-    not count it ("sm_80 is not compatible with the current PyTorch installation. The current PyTorch
-    install supports CUDA capabilities sm_37 ... compute_37", pytorch/pytorch#57922). None: not recorded."""
-    sms = variant.sm_archs
-    parsed = try_version(cc)
-    if not sms or parsed is None:
-        return None
-    major, minor = parsed.major_minor()
-    for sm in sms:
-        digits = sm.removeprefix("sm_")
-        if len(digits) >= 2 and int(digits[:-1]) == major and int(digits[-1]) <= minor:
-            return True
-    return False
 
 
 def _distinct(facts: HostFacts) -> Sequence[Gpu]:

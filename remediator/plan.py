@@ -24,7 +24,8 @@ from remediator import __version__
 from remediator.action_rules import check_actions
 from remediator.diagnosis import Finding, canonical_lib_dir, diagnose
 from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
-from remediator.matrix import Matrix, Requirements, Target
+from remediator.matrix import Matrix, Requirements, Target, Variant
+from remediator.matrix.gpus import compute_capability_of, first_cuda_for
 from remediator.safety import check_path
 from remediator.targets import InferredTarget, diagnose_inferred, infer_targets, known
 from remediator.versions import try_version
@@ -352,12 +353,45 @@ class _Builder:
         pkg = req.packages[0]
         spec = f"{pkg}[and-cuda]=={req.version}" if req.bundles_cuda and req.framework == "tensorflow" \
             else f"{pkg}=={req.version}"
-        self.add("pip_install", answers, f"{req.framework} {req.version}, pinned exactly",
-                 venv=self.venv, requirements=[spec],
-                 expected_wheels=[f"{n}=={v}" if v[:1].isdigit() else f"{n}{v}" for n, v in req.wheels])
+        wheels = [f"{n}=={v}" if v[:1].isdigit() else f"{n}{v}" for n, v in req.wheels]
+        variant = self.torch_variant()
+        if variant is not None:
+            # The plain PyPI wheel has no kernels for this host's GPUs: the build of the PyTorch index that has.
+            self.add("pip_install", answers, f"{req.framework} {req.version} ({variant.tag}: the PyPI build has "
+                     "no kernels for this host's GPUs), pinned exactly", venv=self.venv,
+                     requirements=[f"{pkg}=={req.version}+{variant.tag}"], expected_wheels=[],
+                     package_index=variant.index_url)
+        else:
+            self.add("pip_install", answers, f"{req.framework} {req.version}, pinned exactly",
+                     venv=self.venv, requirements=[spec], expected_wheels=wheels)
         for env in self.facts.envs:
             if env.kind != "system" and _norm(env.path) != _norm(self.venv):
                 self.kept.append(f"{env.path}: existing env left as it is")
+
+    def torch_variant(self) -> Variant | None:
+        """A PyTorch build of the target to install instead of PyPI's when PyPI's cannot run on the GPUs:
+        one torch itself accepts on each of them, whose driver floor the driver meets (the newest such)."""
+        default = self.req.default_variant
+        ccs = [cc for cc in (g.compute_capability or compute_capability_of(g.name) for g in self.facts.gpus) if cc]
+        if self.req.framework != "pytorch" or default is None or not ccs:
+            return None
+        if all(default.runs_on(cc) is not False for cc in ccs):
+            return None
+        driver = try_version(self.facts.driver.version or "")
+        def runs(v: Variant, cc: str) -> int:
+            """2: its arch list says so; 1: not recorded, but made with a CUDA that compiles for the GPU."""
+            known = v.runs_on(cc)
+            if known is not None:
+                return 2 if known else 0
+            first = try_version(first_cuda_for(cc) or "")
+            return 1 if first is not None and v.cuda >= first else 0
+
+        fits = [(min(runs(v, cc) for cc in ccs), v.cuda.release, v) for v in self.req.variants
+                if v.index_url.startswith("https://download.pytorch.org/whl/")
+                and (driver is None or driver >= v.min_driver
+                     or (v.min_driver_compat is not None and driver >= v.min_driver_compat))]
+        fits = [f for f in fits if f[0] > 0]
+        return max(fits, key=lambda f: (f[0], f[1]))[2] if fits else None
 
     def pick_python(self) -> str | None:
         candidates = sorted(

@@ -33,4 +33,15 @@ def compute_capability_of(name: str) -> str | None:
     return None
 
 
-__all__ = ["compute_capability_of"]
+@functools.lru_cache(maxsize=1)
+def _first_cuda() -> dict[str, str]:
+    text = resources.files("remediator.matrix").joinpath("data/gpus.yaml").read_text(encoding="utf-8")
+    return {str(k): str(v) for k, v in (yaml.safe_load(text).get("first_cuda") or {}).items()}
+
+
+def first_cuda_for(compute_capability: str) -> str | None:
+    """The oldest CUDA that compiles for this architecture ("11.0" for "8.0"); None when not in the table."""
+    return _first_cuda().get(compute_capability)
+
+
+__all__ = ["compute_capability_of", "first_cuda_for"]

@@ -195,6 +195,20 @@ class Variant:
                 return True
         return False
 
+    def runs_on(self, compute_capability: str) -> bool | None:
+        """Whether PyTorch itself accepts the GPU for this build: machine code (SASS) for the GPU's major at a
+        minor not above its own. PTX is not counted, as torch's own check does not count it ("sm_80 is not
+        compatible with the current PyTorch installation. The current PyTorch install supports CUDA
+        capabilities sm_37 ... compute_37", pytorch/pytorch#57922). None when the arch list is not recorded."""
+        cc = parse_compute_capability(compute_capability)
+        if not self.archs or cc is None:
+            return None
+        for arch in self.archs:
+            match = ARCH_ENTRY.match(arch)
+            if match and int(match.group(1)) == cc[0] and int(match.group(2)) <= cc[1]:
+                return True
+        return False
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "tag": self.tag,

@@ -204,3 +204,16 @@ def test_a_hand_edited_target_is_refused_when_read(tmp_path: Path) -> None:
 
 def test_policy_default_root_is_valid() -> None:
     assert check_venv_root(Policy().venv_root) is None
+
+
+@pytest.mark.parametrize(("index", "ok"), [
+    ("https://download.pytorch.org/whl/cu111/torch_stable.html", True), ("https://download.pytorch.org/whl/cu121", True),
+    ("http://download.pytorch.org/whl/cu121", False), ("https://evil.example/whl/cu121", False),
+    ("https://download.pytorch.org/whl/cu121 --trusted-host evil", False), (None, True),
+])
+def test_a_plan_may_name_only_a_pytorch_index(index: str | None, ok: bool) -> None:
+    params: dict[str, Any] = {"venv": f"{ROOT}/pytorch-1.10.0", "requirements": ["torch==1.10.0+cu111"],
+                              "expected_wheels": []}
+    if index is not None:
+        params["package_index"] = index
+    assert (check_actions([act("pip_install", **params)], ROOT) == []) == ok

@@ -109,7 +109,8 @@ def test_bundled_torch_takes_system_cudnn_off_the_global_path() -> None:
     result = plan_for(facts, "pytorch==1.12.0")
     assert result.status == "changes"
     assert quarantined(result) == {"/etc/profile.d/cuda-11.sh"}
-    assert actions(result, "pip_install")[0].params["requirements"] == ["torch==1.12.0"]
+    # PyPI's 1.12.0 is the cu102 build, without sm_80 code for this host's A100s: the CUDA 11.6 build.
+    assert actions(result, "pip_install")[0].params["requirements"] == ["torch==1.12.0+cu116"]
     assert actions(result, "create_venv")[0].params["path"] == "/opt/remediator/venvs/pytorch-1.12.0"
     assert not actions(result, "set_cuda_link")  # wheels bring their own CUDA: the toolkit stays
     assert not actions(result, "pin_loader_path")
@@ -342,3 +343,22 @@ def test_wrong_managed_venv_is_quarantined_and_rebuilt() -> None:
     result = plan_for(facts, "tensorflow==2.4.1")
     assert VENV_TF in quarantined(result)
     assert actions(result, "create_venv")[0].params["path"] == VENV_TF
+
+
+def test_a_torch_whose_pypi_build_has_no_kernels_for_the_gpu_comes_from_the_pytorch_index() -> None:
+    """pytorch/pytorch#45028: torch 1.10 from PyPI is the cu102 build (sm_37..sm_70); an RTX 3090 (sm_86)
+    needs a CUDA 11 build of the same release, from the PyTorch index the matrix names."""
+    from factories import gpus
+
+    system = PythonEnv(path="/usr", kind="system", python="/usr/bin/python3.9", python_version="3.9.16")
+    ampere = host(driver=driver("470.82.01"), gpus=gpus(1, "NVIDIA GeForce RTX 3090"), envs=(system,))
+    result = plan_for(ampere, "pytorch==1.10.0")
+    (pip,) = actions(result, "pip_install")
+    assert pip.params["requirements"] == ["torch==1.10.0+cu111"]
+    assert pip.params["package_index"].startswith("https://download.pytorch.org/whl/")
+    assert "no kernels for this host's GPUs" in pip.reason
+    # A Turing GPU runs the cu102 build's sm_70 code: PyPI's wheel, as before.
+    turing = dataclasses.replace(ampere, gpus=tuple(dataclasses.replace(g, compute_capability=None)
+                                                    for g in gpus(1, "Tesla T4")))
+    (plain,) = actions(plan_for(turing, "pytorch==1.10.0"), "pip_install")
+    assert plain.params["requirements"] == ["torch==1.10.0"] and "package_index" not in plain.params
