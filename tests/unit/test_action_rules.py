@@ -207,7 +207,8 @@ def test_policy_default_root_is_valid() -> None:
 
 
 @pytest.mark.parametrize(("index", "ok"), [
-    ("https://download.pytorch.org/whl/cu111/torch_stable.html", True), ("https://download.pytorch.org/whl/cu121", True),
+    ("https://download.pytorch.org/whl/cu111/torch_stable.html", True),
+    ("https://download.pytorch.org/whl/cu121", True),
     ("http://download.pytorch.org/whl/cu121", False), ("https://evil.example/whl/cu121", False),
     ("https://download.pytorch.org/whl/cu121 --trusted-host evil", False), (None, True),
 ])
