@@ -48,6 +48,8 @@ CODES: dict[str, Severity] = {
     "CUDA_LIB_UNRESOLVED": "error",
     "GPU_ARCH_UNSUPPORTED": "error",
     "ENV_MIXED_CUDA_MAJORS": "error",
+    # From target inference (remediator.targets): an installed framework the matrix does not know.
+    "INFERRED_TARGET_UNKNOWN": "warning",
 }
 
 # pip distributions of one framework family: two of them in one env fight over the same import name.

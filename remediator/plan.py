@@ -219,7 +219,8 @@ def plan_host(facts: HostFacts, target: Target, matrix: Matrix, policy: Policy =
     errors = {f.code for f in findings if f.severity == "error"}
     if errors:
         builder.driver(errors)
-        if errors - set(_DRIVER_BLOCKERS):
+        # A driver too old for PyPI's torch build may run another build of the same release: remedied too.
+        if errors - set(_DRIVER_BLOCKERS) or ("DRIVER_TOO_OLD" in errors and not builder.blockers):
             builder.remedy(errors)
     return builder.result(findings)
 
@@ -300,6 +301,11 @@ class _Builder:
                      current=None, min_version=self.req.min_driver.raw, reboot=True)
             if not self.policy.allow_driver_changes:
                 self.blockers.append(f"no NVIDIA driver; needs >= {self.req.min_driver.raw}")
+        elif "DRIVER_TOO_OLD" in errors and self.torch_variant() is not None:
+            variant = self.torch_variant()
+            assert variant is not None
+            self.kept.append(f"driver {d.version}: it runs the {variant.tag} build of {self.req.framework} "
+                             f"{self.req.version} (>= {variant.min_driver.raw}), which the venv gets instead of PyPI's")
         elif "DRIVER_TOO_OLD" in errors:
             self.add("upgrade_driver", "DRIVER_TOO_OLD",
                      f"driver {d.version} is older than the {self.req.min_driver.raw} that CUDA "
@@ -357,8 +363,8 @@ class _Builder:
         variant = self.torch_variant()
         if variant is not None:
             # The plain PyPI wheel has no kernels for this host's GPUs: the build of the PyTorch index that has.
-            self.add("pip_install", answers, f"{req.framework} {req.version} ({variant.tag}: the PyPI build has "
-                     "no kernels for this host's GPUs), pinned exactly", venv=self.venv,
+            self.add("pip_install", answers, f"{req.framework} {req.version} ({variant.tag}: the PyPI build cannot "
+                     "run here, this one can), pinned exactly", venv=self.venv,
                      requirements=[f"{pkg}=={req.version}+{variant.tag}"], expected_wheels=[],
                      package_index=variant.index_url)
         else:
@@ -369,15 +375,22 @@ class _Builder:
                 self.kept.append(f"{env.path}: existing env left as it is")
 
     def torch_variant(self) -> Variant | None:
-        """A PyTorch build of the target to install instead of PyPI's when PyPI's cannot run on the GPUs:
-        one torch itself accepts on each of them, whose driver floor the driver meets (the newest such)."""
+        """A PyTorch build of the target to install instead of PyPI's when PyPI's cannot run here (no kernels
+        for the GPUs, or a driver older than its CUDA needs): one torch itself accepts on each GPU, whose
+        driver floor the driver meets (the newest such)."""
         default = self.req.default_variant
         ccs = [cc for cc in (g.compute_capability or compute_capability_of(g.name) for g in self.facts.gpus) if cc]
-        if self.req.framework != "pytorch" or default is None or not ccs:
-            return None
-        if all(default.runs_on(cc) is not False for cc in ccs):
+        if self.req.framework != "pytorch" or default is None:
             return None
         driver = try_version(self.facts.driver.version or "")
+
+        def driver_runs(v: Variant) -> bool:
+            return driver is None or driver >= v.min_driver or (
+                v.min_driver_compat is not None and driver >= v.min_driver_compat)
+
+        if all(default.runs_on(cc) is not False for cc in ccs) and driver_runs(default):
+            return None
+
         def runs(v: Variant, cc: str) -> int:
             """2: its arch list says so; 1: not recorded, but made with a CUDA that compiles for the GPU."""
             known = v.runs_on(cc)
@@ -386,10 +399,8 @@ class _Builder:
             first = try_version(first_cuda_for(cc) or "")
             return 1 if first is not None and v.cuda >= first else 0
 
-        fits = [(min(runs(v, cc) for cc in ccs), v.cuda.release, v) for v in self.req.variants
-                if v.index_url.startswith("https://download.pytorch.org/whl/")
-                and (driver is None or driver >= v.min_driver
-                     or (v.min_driver_compat is not None and driver >= v.min_driver_compat))]
+        fits = [(min((runs(v, cc) for cc in ccs), default=2), v.cuda.release, v) for v in self.req.variants
+                if v.index_url.startswith("https://download.pytorch.org/whl/") and driver_runs(v)]
         fits = [f for f in fits if f[0] > 0]
         return max(fits, key=lambda f: (f[0], f[1]))[2] if fits else None
 

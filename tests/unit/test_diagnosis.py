@@ -518,6 +518,16 @@ def test_one_env_with_frameworks_of_two_cuda_majors() -> None:
     assert "CUDA 10.1" in dict(f.evidence)["frameworks"] and "CUDA 11.0" in dict(f.evidence)["frameworks"]
 
 
+def test_an_installed_framework_the_matrix_does_not_know_is_a_warning_when_inferred() -> None:
+    from remediator.targets import diagnose_inferred, infer_targets
+
+    facts = host(envs=(venv("/opt/tf", "3.11.4", tf("2.99.0", "12.9", "9")),))
+    findings = diagnose_inferred(facts, infer_targets(facts, MATRIX), MATRIX)
+    SEEN_CODES.update(f.code for f in findings)
+    f = one(findings, "INFERRED_TARGET_UNKNOWN")
+    assert f.severity == "warning" and "2.99.0" in f.message
+
+
 def test_every_code_is_exercised() -> None:
     """Runs last in this module (pytest keeps file order): each code must have been produced above."""
     missing = set(CODES) - SEEN_CODES

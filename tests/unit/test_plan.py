@@ -356,7 +356,7 @@ def test_a_torch_whose_pypi_build_has_no_kernels_for_the_gpu_comes_from_the_pyto
     (pip,) = actions(result, "pip_install")
     assert pip.params["requirements"] == ["torch==1.10.0+cu111"]
     assert pip.params["package_index"].startswith("https://download.pytorch.org/whl/")
-    assert "no kernels for this host's GPUs" in pip.reason
+    assert "the PyPI build cannot run here" in pip.reason
     # A Turing GPU runs the cu102 build's sm_70 code: PyPI's wheel, as before.
     turing = dataclasses.replace(ampere, gpus=tuple(dataclasses.replace(g, compute_capability=None)
                                                     for g in gpus(1, "Tesla T4")))
