@@ -48,6 +48,7 @@ CODES: dict[str, Severity] = {
     "CUDA_LIB_UNRESOLVED": "error",
     "GPU_ARCH_UNSUPPORTED": "error",
     "ENV_MIXED_CUDA_MAJORS": "error",
+    "KNOWN_DEFECT": "warning",
     # From target inference (remediator.targets): an installed framework the matrix does not know.
     "INFERRED_TARGET_UNKNOWN": "warning",
 }

@@ -57,6 +57,7 @@ def judge(facts: HostFacts, matrix: Matrix, req: Requirements | None, reported: 
     reported = reported | {f.code for f in out}
     for env in facts.envs:
         out += _mixed_majors(env)
+        out += _conda_runtime(facts, env, matrix, reported)
         for fw in env.frameworks:
             fw_req = _requirements(matrix, fw, req)
             if fw_req is None or fw.is_cuda_build is False or "+cpu" in fw.version:
@@ -66,7 +67,45 @@ def judge(facts: HostFacts, matrix: Matrix, req: Requirements | None, reported: 
             out += _framework_libs(facts, resolver, env, fw, fw_req, reported)
             if fw_req.framework == "pytorch":
                 out += _torch_build(facts, env, fw, fw_req, reported)
+            out += _defects(matrix, env, fw, fw_req)
     return out
+
+
+def _conda_runtime(facts: HostFacts, env: PythonEnv, matrix: Matrix, reported: frozenset[str]) -> list[Finding]:
+    """A conda `cudatoolkit` / `pytorch-cuda` is a CUDA runtime with its own driver floor (matrix conda.yaml)."""
+    driver = try_version(facts.driver.version or "")
+    if driver is None or "DRIVER_TOO_OLD" in reported:
+        return []
+    out: list[Finding] = []
+    for name, version in env.conda_packages:
+        if name not in ("cudatoolkit", "pytorch-cuda"):
+            continue
+        try:
+            pkg = matrix.conda_package(name, version)
+        except UnknownVersionError:
+            continue
+        if driver >= pkg.min_driver or (pkg.min_driver_compat is not None and driver >= pkg.min_driver_compat):
+            continue
+        out.append(_finding(
+            "DRIVER_TOO_OLD",
+            f"driver {facts.driver.version} is too old for the conda {name} {version} in {env.path} (CUDA "
+            f"{pkg.cuda}, needs >= {pkg.min_driver.raw})",
+            [("env", env.path), ("package", f"{name}={version}"), ("driver", facts.driver.version or "?"),
+             ("needs", f">= {pkg.min_driver.raw}")],
+            fix=f"upgrade the driver to >= {pkg.min_driver.raw}, or install a {name} for an older CUDA in the env",
+        ))
+    return out
+
+
+def _defects(matrix: Matrix, env: PythonEnv, fw: Framework, req: Requirements) -> list[Finding]:
+    """Known defects of the installed release (rules.yaml `defects`, each with its upstream issue)."""
+    return [_finding(
+        "KNOWN_DEFECT",
+        f"{fw.name} {fw.version} in {env.path} has a known defect ({d.id}): {' '.join(d.symptom.split())}",
+        [("env", env.path), ("defect", d.id), ("affects", d.affects.raw), ("fixed in", d.fixed_in or "not yet"),
+         ("source", d.source)],
+        fix=d.workaround or (f"install {d.fixed_in}" if d.fixed_in else None),
+    ) for d in matrix.defects_for(req.framework, fw.version)]
 
 
 def _mixed_majors(env: PythonEnv) -> list[Finding]:

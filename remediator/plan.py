@@ -357,8 +357,12 @@ class _Builder:
         self.add("create_venv", answers, f"an isolated venv for {req.framework} {req.version}",
                  path=self.venv, python=python)
         pkg = req.packages[0]
-        spec = f"{pkg}[and-cuda]=={req.version}" if req.bundles_cuda and req.framework == "tensorflow" \
-            else f"{pkg}=={req.version}"
+        # A release whose own packaging is broken and fixed by a post release of the same build (rules.yaml
+        # defects: tensorflow[and-cuda]==2.15.0 does not resolve, 2.15.0.post1 does): pin the post release.
+        version = next((d.fixed_in for d in req.defects if d.fixed_in
+                        and d.fixed_in.startswith(req.version + ".post")), req.version)
+        spec = f"{pkg}[and-cuda]=={version}" if req.bundles_cuda and req.framework == "tensorflow" \
+            else f"{pkg}=={version}"
         wheels = [f"{n}=={v}" if v[:1].isdigit() else f"{n}{v}" for n, v in req.wheels]
         variant = self.torch_variant()
         if variant is not None:
@@ -368,7 +372,8 @@ class _Builder:
                      requirements=[f"{pkg}=={req.version}+{variant.tag}"], expected_wheels=[],
                      package_index=variant.index_url)
         else:
-            self.add("pip_install", answers, f"{req.framework} {req.version}, pinned exactly",
+            post = f" ({version}: the same build, packaged so that it installs)" if version != req.version else ""
+            self.add("pip_install", answers, f"{req.framework} {req.version}{post}, pinned exactly",
                      venv=self.venv, requirements=[spec], expected_wheels=wheels)
         for env in self.facts.envs:
             if env.kind != "system" and _norm(env.path) != _norm(self.venv):

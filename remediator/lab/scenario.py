@@ -44,6 +44,7 @@ FINDING_CODES: frozenset[str] = frozenset(
         "CUDA_LIB_UNRESOLVED",
         "GPU_ARCH_UNSUPPORTED",
         "ENV_MIXED_CUDA_MAJORS",
+        "KNOWN_DEFECT",
     }
 )
 

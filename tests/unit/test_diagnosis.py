@@ -528,6 +528,21 @@ def test_an_installed_framework_the_matrix_does_not_know_is_a_warning_when_infer
     assert f.severity == "warning" and "2.99.0" in f.message
 
 
+def test_a_conda_cudatoolkit_has_its_own_driver_floor() -> None:
+    """pytorch/pytorch#28321: conda's cudatoolkit 10.1.243 on driver 410.104 (CUDA 10.1 needs >= 418.39)."""
+    env = venv("/opt/conda/envs/t", "3.7.4", torch("1.3.0", "10.1"), kind="conda",
+               conda=(("cudatoolkit", "10.1.243"), ("pytorch", "1.3.0")))
+    findings = run(resolved_host(envs=(env,), driver=driver("410.104")), None)
+    assert any(f.code == "DRIVER_TOO_OLD" and "conda cudatoolkit 10.1.243" in f.message for f in findings)
+
+
+def test_a_known_defect_of_the_installed_release_is_named_with_its_source() -> None:
+    env = venv("/opt/tf", "3.11.4", tf("2.15.0", "12.2", "8"), wheels=(("nvidia-cudnn-cu12", "8.9.4.25"),))
+    f = one(run(resolved_host(envs=(env,)), None), "KNOWN_DEFECT")
+    ev = dict(f.evidence)
+    assert ev["fixed in"] == "2.15.0.post1" and ev["source"] == "https://github.com/tensorflow/tensorflow/issues/66517"
+
+
 def test_every_code_is_exercised() -> None:
     """Runs last in this module (pytest keeps file order): each code must have been produced above."""
     missing = set(CODES) - SEEN_CODES

@@ -128,8 +128,8 @@ def test_shadowing_entry_set_at_login_is_left_to_a_person() -> None:
 
 def test_tf215_gets_the_and_cuda_extra() -> None:
     facts = host(driver=driver("535.161.08"), envs=(PythonEnv("/usr", "system", "/usr/bin/python3.11", "3.11.6"),))
-    result = plan_for(facts, "tensorflow==2.15.0")
-    assert actions(result, "pip_install")[0].params["requirements"] == ["tensorflow[and-cuda]==2.15.0"]
+    result = plan_for(facts, "tensorflow==2.15.1")
+    assert actions(result, "pip_install")[0].params["requirements"] == ["tensorflow[and-cuda]==2.15.1"]
     pins = actions(result, "pip_install")[0].params["expected_wheels"]
     assert any(p.startswith("nvidia-cudnn-cu12==") for p in pins)
 
@@ -362,3 +362,13 @@ def test_a_torch_whose_pypi_build_has_no_kernels_for_the_gpu_comes_from_the_pyto
                                                     for g in gpus(1, "Tesla T4")))
     (plain,) = actions(plan_for(turing, "pytorch==1.10.0"), "pip_install")
     assert plain.params["requirements"] == ["torch==1.10.0"] and "package_index" not in plain.params
+
+
+def test_a_release_whose_extra_does_not_resolve_is_pinned_to_its_post_release() -> None:
+    """tensorflow/tensorflow#66517: tensorflow[and-cuda]==2.15.0 pins TensorRT wheels PyPI does not serve;
+    2.15.0.post1 is the same build without them (rules.yaml defects)."""
+    system = PythonEnv(path="/usr", kind="system", python="/usr/bin/python3.11", python_version="3.11.4")
+    result = plan_for(host(driver=driver("535.161.08"), envs=(system,)), "tensorflow==2.15.0")
+    (pip,) = actions(result, "pip_install")
+    assert pip.params["requirements"] == ["tensorflow[and-cuda]==2.15.0.post1"]
+    assert "2.15.0.post1" in pip.reason
