@@ -140,6 +140,7 @@ def _driver(facts: HostFacts, req: Requirements | None, matrix: Matrix) -> list[
         ev = [("kernel module", d.kernel_module_version or "?"), ("userspace library", d.userspace_version or "?")]
         if error:
             ev.append(("error", error))
+        ev += _gpu_evidence(facts)
         return [_finding(
             "DRIVER_LIBRARY_MISMATCH",
             "the loaded NVIDIA kernel module and the userspace driver libraries differ "
@@ -151,6 +152,7 @@ def _driver(facts: HostFacts, req: Requirements | None, matrix: Matrix) -> list[
         ev = [("source", d.source)]
         if error:
             ev.append(("error", error))
+        ev += _gpu_evidence(facts)
         return [_finding(
             "DRIVER_MISSING",
             "no NVIDIA driver answers on this host (NVML, nvidia-smi and /proc/driver/nvidia all failed)",
@@ -169,6 +171,17 @@ def _driver(facts: HostFacts, req: Requirements | None, matrix: Matrix) -> list[
             continue  # env-local runtimes are judged with their framework
         out += _driver_vs_toolkit(driver, d.version, tk, matrix, facts)
     return out
+
+
+def _gpu_evidence(facts: HostFacts) -> list[tuple[str, str]]:
+    """The GPUs, wherever they were seen: with NVML failing, /proc/driver/nvidia and the PCI bus still tell."""
+    if not facts.gpus:
+        return []
+    counts: dict[str, int] = {}
+    for g in facts.gpus:
+        label = g.name + (f" (from {g.source})" if g.source in ("proc", "pci") else "")
+        counts[label] = counts.get(label, 0) + 1
+    return [("gpus", ", ".join(f"{n}x {label}" for label, n in counts.items()))]
 
 
 def _driver_vs_target(driver: RawVersion, raw: str, req: Requirements, matrix: Matrix) -> list[Finding]:
