@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 PLAYBOOKS = REPO / "playbooks"
 SCENARIOS = [REPO / "inventories" / "lab" / f"{s}.yaml" for s in
-             ("cuda-wrong-default", "cudnn-shadowed", "lib-shadowed-pip")]
+             ("cuda-wrong-default", "cudnn-shadowed", "lib-shadowed-pip", "healthy-pytorch")]
 WATCHED = ("/usr/local", "/etc/profile.d", "/etc/ld.so.conf.d", "/etc/alternatives", "/opt", "/home")
 # What rollback must leave exactly as it was (docs/apply.md, "Byte for byte"), the quarantine aside.
 EXACT = ("/etc", "/usr/local", "/opt", "/home", "/root", "/var/lib")
@@ -349,7 +349,9 @@ def test_real_torch_install_from_shared_wheel_cache(plab: PlaybookLab) -> None:
         cache = wheelcache.fill("torch==2.14.1")
     except wheelcache.CacheUnavailable as exc:
         pytest.skip(str(exc))
-    host = "lib-shadowed-pip-001"
+    # A host whose driver (580) runs PyPI's CUDA 13 build of 2.14.1, the wheels the cache holds; on an older
+    # driver the plan picks the PyTorch index's build that driver runs (test_plan.py).
+    host = "healthy-pytorch-001"
     plab.replan(host, REAL_TARGET)
     actions = plab.actions(host, pip=True)
     pip = next(a for a in actions if a["kind"] == "pip_install")
