@@ -88,6 +88,7 @@ def build_payload(
     max_depth: int = DEFAULT_MAX_DEPTH,
     deadline_s: float = DEFAULT_TIMEOUT / 2,
     command_timeout: float = 20.0,
+    systemd_units: Sequence[str] = (),
 ) -> bytes:
     """The bytes sent to `python3 -`: the remote script with its options and pynvml filled in."""
     options: dict[str, Any] = {
@@ -98,6 +99,7 @@ def build_payload(
         "deadline_s": float(deadline_s),
         "command_timeout": float(command_timeout),
         "nvml_timeout": float(command_timeout),
+        "systemd_units": [str(u) for u in systemd_units],
     }
     source = remote_script_source()
     blob = pynvml_blob() if nvml else None
@@ -123,9 +125,14 @@ def probe_host(
     timeout: float = DEFAULT_TIMEOUT,
     root: str | None = None,
     nvml: bool = True,
+    systemd_units: Sequence[str] = (),
 ) -> HostFacts:
-    """Probe one host in one round trip; raise ProbeError (or a TransportError) when it gives no facts."""
-    payload = build_payload(venv_roots=venv_roots, root=root, nvml=nvml, deadline_s=max(10.0, timeout / 2))
+    """Probe one host in one round trip; raise ProbeError (or a TransportError) when it gives no facts.
+
+    `systemd_units`: units that start the host's Python (training services): their `Environment=` and
+    `EnvironmentFile=` LD_LIBRARY_PATH is one more way of starting Python that diagnosis judges."""
+    payload = build_payload(venv_roots=venv_roots, root=root, nvml=nvml, deadline_s=max(10.0, timeout / 2),
+                            systemd_units=systemd_units)
     result = transport.run(PROBE_ARGV, stdin=payload, timeout=timeout)
     stderr = result.stderr.decode("utf-8", "replace")
     if result.returncode == 127 and PYTHON3_MISSING_MARKER in stderr:
@@ -169,7 +176,8 @@ def probe_fleet(
     """Probe every host, `forks` at a time; one result per host (ok, failed or unreachable).
 
     Hosts with `ansible_connection=local` are probed on this machine; the others over SSH. A host's
-    inventory var `remediate_venv_roots` (a list of paths) replaces `venv_roots` for that host.
+    inventory var `remediate_venv_roots` (a list of paths) replaces `venv_roots` for that host, and
+    `remediate_systemd_units` (a list of unit names) names the services that start its Python.
     """
     from remediator.fleet import run_fleet
     from remediator.transport import open_transport
@@ -178,10 +186,13 @@ def probe_fleet(
         roots = host.vars.get("remediate_venv_roots")
         if not (isinstance(roots, list | tuple) and roots and all(isinstance(r, str) for r in roots)):
             roots = list(venv_roots)
+        units = host.vars.get("remediate_systemd_units")
+        if not (isinstance(units, list | tuple) and all(isinstance(u, str) for u in units)):
+            units = []
         transport = open_transport(host, accept_new_host_keys=accept_new_host_keys,
                                    connect_timeout=connect_timeout, connect=connect)
         try:
-            return probe_host(transport, host.name, venv_roots=roots, timeout=timeout)
+            return probe_host(transport, host.name, venv_roots=roots, timeout=timeout, systemd_units=units)
         finally:
             transport.close()
 

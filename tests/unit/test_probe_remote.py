@@ -1558,3 +1558,12 @@ def test_poetry_and_pipenv_venvs_inside_a_homes_caches_are_found(tmp_path: Path)
                           "/home/ana/.cache/pip/http/x": "cache, not an env\n"})
     facts = probe_host(LocalTransport(), "caches", root=str(tmp_path), nvml=False)
     assert {e.path for e in facts.envs} >= {poetry, pipenv}
+
+
+def test_systemd_units_reach_the_probe_from_probe_host(tmp_path: Path) -> None:
+    """The inventory's remediate_systemd_units travel as options (never as a shell argument)."""
+    build_tree(tmp_path, {**USRMERGE, "/etc/systemd/system/trainer.service":
+                          "[Service]\nEnvironment=LD_LIBRARY_PATH=/opt/cudnn-8.9/lib\n"})
+    facts = probe_host(LocalTransport(), "units", root=str(tmp_path), nvml=False, systemd_units=["trainer.service"])
+    (unit,) = [e for e in facts.launch_envs if e.name == "systemd trainer.service"]
+    assert unit.ld_library_path == ("/opt/cudnn-8.9/lib",)
