@@ -162,6 +162,26 @@ def _driver_userspace(facts: HostFacts, resolver: Resolver, reported: frozenset[
                 fix=f"take {posixpath.dirname(r.path or '')} off the loader path ({r.how})",
             ))
             break
+        module = try_version(d.kernel_module_version or "")
+        have = try_version(r.version or "")
+        if module is None or have is None or have == module or len(have.release) < 2:
+            continue
+        if "/compat/" in (r.path or "") + (r.file.real or "") and have > module:
+            continue  # a newer forward-compatibility libcuda (cuda-compat) on an older driver: by design
+        out.append(_finding(
+            "DRIVER_LIBRARY_MISMATCH",
+            f"the libcuda.so.1 the loader reaches in the {r.launch} is {r.version} ({r.file.real or r.path}), "
+            f"not the loaded kernel module's {d.kernel_module_version}: CUDA programs fail to initialise "
+            "(a driver's userspace left from another version"
+            + (", or a forward-compatibility libcuda older than the driver" if "/compat/" in (r.path or "") else "")
+            + ")",
+            [("soname", "libcuda.so.1"), ("reaches", f"{r.path} ({r.version})"), ("how", r.how),
+             ("launch", r.launch), ("kernel module", d.kernel_module_version or "?"),
+             ("should reach", f"libcuda.so.{d.kernel_module_version}")],
+            fix="make the driver's userspace the module's version (reinstall the driver packages, or reboot if "
+            f"the module is the old one), or take {r.dir} off the loader path ({r.how})",
+        ))
+        break
     return out
 
 

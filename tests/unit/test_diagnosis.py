@@ -543,6 +543,21 @@ def test_a_known_defect_of_the_installed_release_is_named_with_its_source() -> N
     assert ev["fixed in"] == "2.15.0.post1" and ev["source"] == "https://github.com/tensorflow/tensorflow/issues/66517"
 
 
+def test_a_libcuda_of_another_driver_version_reached_before_the_drivers_own() -> None:
+    """A forward-compatibility libcuda older than the driver, on LD_LIBRARY_PATH (the H200 host of
+    shared/fixtures has /usr/local/cuda-13.0/compat/libcuda.so.580.95.05 beside driver 580.159.04)."""
+    compat = libdir("/usr/local/cuda-13.0/compat", lib("libcuda.so.1", "libcuda.so.580.95.05"))
+    own = libdir(SYS, lib("libcuda.so.1", "libcuda.so.580.159.04"))
+    launch = (LaunchEnv("login shell", (compat.path,), "/etc/profile.d/cuda.sh"),)
+    base = dict(driver=driver("580.159.04"), launch=launch)
+    facts = dataclasses.replace(resolved_host(compat, **base), libdirs=(own, compat))
+    f = one(run(facts, None), "DRIVER_LIBRARY_MISMATCH")
+    assert dict(f.evidence)["reaches"].endswith("(580.95.05)") and "older than the driver" in f.message
+    # Without it on the path the driver's own libcuda is reached: nothing to say.
+    quiet = dataclasses.replace(facts, launch_envs=(LaunchEnv("login shell", (), ""),))
+    assert "DRIVER_LIBRARY_MISMATCH" not in codes(run(quiet, None))
+
+
 def test_every_code_is_exercised() -> None:
     """Runs last in this module (pytest keeps file order): each code must have been produced above."""
     missing = set(CODES) - SEEN_CODES
