@@ -175,6 +175,7 @@ class PythonEnv:
     frameworks: tuple[Framework, ...] = ()
     nvidia_wheels: tuple[tuple[str, str], ...] = ()  # (dist name, version) of nvidia-* wheels
     conda_packages: tuple[tuple[str, str], ...] = ()  # (name, version): cudatoolkit, cudnn, ...
+    owner: str | None = None  # the user who owns the env's directory (verify runs its check as that user)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,9 @@ class HostFacts:
     # CUDA-family libraries in each; and LD_LIBRARY_PATH per way of starting Python.
     libdirs: tuple[LibDir, ...] = ()
     launch_envs: tuple[LaunchEnv, ...] = ()
+    # Directories the probe was not allowed to list (no become, a 0750 home, /root): what is in them is
+    # unknown, never absent.
+    unread: tuple[str, ...] = ()
 
     def default_toolkit(self) -> CudaToolkit | None:
         return next((t for t in self.toolkits if t.is_default), None)

@@ -14,7 +14,7 @@ import re
 import shlex
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -204,8 +204,10 @@ def parse_ssh_args(args: str) -> _SshOptions:
     )
 
 
-def load_inventory(path: str, limit: str | None = None) -> Inventory:
+def load_inventory(path: str, limit: str | None = None, *, become: bool | None = None) -> Inventory:
     """Read an inventory (file, directory or `host1,host2,` list) and apply an ansible `--limit` pattern.
+
+    `become` True/False replaces every host's `ansible_become` (the `--become/--no-become` options).
 
     Raises InputError for a missing or malformed inventory or bad host variables, UsageError for a
     limit that is invalid or matches no host.
@@ -219,7 +221,10 @@ def load_inventory(path: str, limit: str | None = None) -> Inventory:
         if not os.access(path, os.R_OK):
             raise InputError(path, "not readable (permission denied)")
     with _captured_ansible_output() as messages:
-        return _load(path, limit, is_host_list, messages)
+        inv = _load(path, limit, is_host_list, messages)
+    if become is None:
+        return inv
+    return replace(inv, hosts=tuple(replace(h, become=become) for h in inv.hosts))
 
 
 def _load(path: str, limit: str | None, is_host_list: bool, messages: list[str]) -> Inventory:

@@ -48,10 +48,14 @@ def state_db_option(f: click.decorators.FC) -> click.decorators.FC:
 @state_db_option
 @click.option("--forks", default=20, show_default=True, type=click.IntRange(min=1), help="hosts probed at once.")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+@click.option("--become/--no-become", "become", default=None,
+              help="run through `sudo -n` as root (or ansible_become_user), or not, on every host; default: "
+              "each host's ansible_become. Never prompts: a host whose sudo wants a password fails alone.")
 @click.option("--timeout", default=DEFAULT_PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
               help="seconds the probe may run on one host; a host that takes longer fails alone.")
 def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textfile: str | None, baseline: bool,
-          accept: bool, state_db: str | None, forks: int, accept_new_host_keys: bool, timeout: float) -> int:
+          accept: bool, state_db: str | None, forks: int, accept_new_host_keys: bool, become: bool | None,
+          timeout: float) -> int:
     """Check the fleet for drift: from its target (diagnosis) and from its last known-good state.
 
     The known-good state of a host is the facts of its last verified apply, or what
@@ -79,7 +83,7 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
     matrix = load_matrix()
     if fixed is not None:
         matrix.requirements_for(fixed)
-    inv = load_inventory(inventory, limit)
+    inv = load_inventory(inventory, limit, become=become)
     if not inv.hosts:
         raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
     with Store.open(state_db) as store:

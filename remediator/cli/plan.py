@@ -34,11 +34,14 @@ from remediator.targets import UNKNOWN_CODE
               help="plan driver upgrades instead of marking the host blocked (still needs approval).")
 @click.option("--forks", default=20, show_default=True, help="hosts probed at once.")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+@click.option("--become/--no-become", "become", default=None,
+              help="run through `sudo -n` as root (or ansible_become_user), or not, on every host; default: "
+              "each host's ansible_become. Never prompts: a host whose sudo wants a password fails alone.")
 @click.option("--timeout", default=DEFAULT_PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
               help="seconds the probe may run on one host; a host that takes longer fails alone.")
 def plan(inventory: str | None, limit: str | None, facts_path: str | None, target: str | None,
          out_path: str | None, fmt: str, venv_root: str, allow_driver_changes: bool, forks: int,
-         accept_new_host_keys: bool, timeout: float) -> int:
+         accept_new_host_keys: bool, become: bool | None, timeout: float) -> int:
     """Decide what each host needs to run its target, without changing anything.
 
     \b
@@ -80,7 +83,7 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
             hosts.append(_plan_one(facts, fixed_target, matrix, policy))
     else:
         hosts = _plan_inventory(inventory or "", limit, fixed_target, matrix, policy, forks, accept_new_host_keys,
-                                timeout)
+                                timeout, become)
 
     result = Plan(hosts=tuple(hosts), matrix_version=matrix.version, policy=policy,
                   created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
@@ -122,11 +125,11 @@ def _plan_one(facts: HostFacts, target: Target | None, matrix: Matrix, policy: P
 
 
 def _plan_inventory(inventory: str, limit: str | None, target: Target | None, matrix: Matrix, policy: Policy,
-                    forks: int, accept_new: bool, timeout: float) -> list[HostPlan]:
+                    forks: int, accept_new: bool, timeout: float, become: bool | None = None) -> list[HostPlan]:
     from remediator.inventory import load_inventory
     from remediator.probe import probe_fleet
 
-    inv = load_inventory(inventory, limit)
+    inv = load_inventory(inventory, limit, become=become)
     results = probe_fleet(inv.hosts, forks=forks, accept_new_host_keys=accept_new, timeout=timeout).results
     by_name = {h.name: h for h in inv.hosts}
     out = []

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 )
 @click.option("--out", "out_path", metavar="FILE", help="also save the JSON document (for diagnose and plan).")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+@click.option("--become/--no-become", "become", default=None,
+              help="run through `sudo -n` as root (or ansible_become_user), or not, on every host; default: "
+              "each host's ansible_become. Never prompts: a host whose sudo wants a password fails alone.")
 @click.option(
     "--timeout",
     default=DEFAULT_TIMEOUT,
@@ -63,6 +66,7 @@ def probe(
     fmt: str,
     out_path: str | None,
     accept_new_host_keys: bool,
+    become: bool | None,
     timeout: float,
     connect_timeout: float,
     venv_roots: tuple[str, ...],
@@ -94,7 +98,8 @@ def probe(
     if local:
         results = [_probe_local(roots, timeout)]
     else:
-        results = _probe_inventory(inventory or "", limit, forks, accept_new_host_keys, connect_timeout, timeout, roots)
+        results = _probe_inventory(inventory or "", limit, forks, accept_new_host_keys, connect_timeout, timeout, roots,
+                                   become)
     document = probe_document(results)
     from remediator.cli.history import record_probe_safely  # the state store; never fails the command
 
@@ -129,10 +134,11 @@ def _probe_inventory(
     connect_timeout: float,
     timeout: float,
     roots: Sequence[str],
+    become: bool | None = None,
 ) -> list[HostResult[HostFacts]]:
     from remediator.inventory import load_inventory
 
-    inv = load_inventory(inventory, limit)
+    inv = load_inventory(inventory, limit, become=become)
     if not inv.hosts:
         raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
     with _progress(len(inv.hosts)) as advance:

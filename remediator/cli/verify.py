@@ -53,12 +53,15 @@ from remediator.verify import (
               help="seconds the check may take on one host (the framework rungs get what NVML and CUDA leave).")
 @click.option("--forks", default=10, show_default=True, type=click.IntRange(min=1), help="hosts checked at once.")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
+@click.option("--become/--no-become", "become", default=None,
+              help="run through `sudo -n` as root (or ansible_become_user), or not, on every host; default: "
+              "each host's ansible_become. Never prompts: a host whose sudo wants a password fails alone.")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=1),
               help="seconds to connect.")
 @FORMAT_OPTION
 def verify(inventory: str | None, limit: str | None, local: bool, report_path: str | None, target: str | None,
            python: str | None, venv_root: str, force: bool, size: int, timeout: float, forks: int,
-           accept_new_host_keys: bool, connect_timeout: float, fmt: str) -> int:
+           accept_new_host_keys: bool, become: bool | None, connect_timeout: float, fmt: str) -> int:
     """Check, rung by rung, that hosts can really compute on their GPUs with the target framework.
 
     \b
@@ -102,7 +105,7 @@ def verify(inventory: str | None, limit: str | None, local: bool, report_path: s
     else:
         from remediator.inventory import load_inventory
 
-        inv = load_inventory(inventory or "", limit)
+        inv = load_inventory(inventory or "", limit, become=become)
         if not inv.hosts:
             raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
         fleet = verify_fleet(inv.hosts, matrix, target=fixed, python=python, venv_root=venv_root, force=force,

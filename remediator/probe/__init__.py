@@ -25,6 +25,7 @@ from remediator.probe.parse import (
     parse_torch_version,
 )
 from remediator.transport.base import Transport
+from remediator.transport.become import Become, check_become_failure
 
 if TYPE_CHECKING:
     from remediator.fleet import FleetResult, HostResult
@@ -37,6 +38,13 @@ PROBE_ARGV: tuple[str, ...] = (
     "-c",
     "command -v python3 >/dev/null || { echo 'remediator: python3 not found' >&2; exit 127; }; exec python3 -",
 )
+#: The same with become: the login user's shell finds python3, then execs the become words (positional
+#: arguments: sudo -n ... -u root --) in front of it, passing on the session's LD_LIBRARY_PATH, which
+#: sudo clears, as an argument of the script. Still one round trip, still a constant script.
+PROBE_BECOME_SCRIPT = (
+    "command -v python3 >/dev/null || { echo 'remediator: python3 not found' >&2; exit 127; }; "
+    'exec "$@" python3 - --session-ld-library-path "${LD_LIBRARY_PATH-}"'
+)
 PYTHON3_MISSING_MARKER = "remediator: python3 not found"
 TOO_OLD_MARKER = "remediator: python3 too old"
 
@@ -48,6 +56,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_VENV_ROOTS",
     "PROBE_ARGV",
+    "PROBE_BECOME_SCRIPT",
     "PROBE_SCHEMA_VERSION",
     "ProbeError",
     "build_payload",
@@ -55,6 +64,7 @@ __all__ = [
     "parse_probe_output",
     "parse_tf_build_info",
     "parse_torch_version",
+    "probe_argv",
     "probe_fleet",
     "probe_host",
     "remote_script_source",
@@ -89,8 +99,12 @@ def build_payload(
     deadline_s: float = DEFAULT_TIMEOUT / 2,
     command_timeout: float = 20.0,
     systemd_units: Sequence[str] = (),
+    session_user_from_sudo: bool = False,
 ) -> bytes:
-    """The bytes sent to `python3 -`: the remote script with its options and pynvml filled in."""
+    """The bytes sent to `python3 -`: the remote script with its options and pynvml filled in.
+
+    `session_user_from_sudo`: the script runs under sudo; the login shell it reads is that of the user
+    sudo was run by (SUDO_UID), not root's."""
     options: dict[str, Any] = {
         "root": root or "/",
         "venv_roots": list(venv_roots),
@@ -100,6 +114,7 @@ def build_payload(
         "command_timeout": float(command_timeout),
         "nvml_timeout": float(command_timeout),
         "systemd_units": [str(u) for u in systemd_units],
+        "session_user_from_sudo": bool(session_user_from_sudo),
     }
     source = remote_script_source()
     blob = pynvml_blob() if nvml else None
@@ -126,15 +141,19 @@ def probe_host(
     root: str | None = None,
     nvml: bool = True,
     systemd_units: Sequence[str] = (),
+    become: Become | None = None,
 ) -> HostFacts:
     """Probe one host in one round trip; raise ProbeError (or a TransportError) when it gives no facts.
 
     `systemd_units`: units that start the host's Python (training services): their `Environment=` and
-    `EnvironmentFile=` LD_LIBRARY_PATH is one more way of starting Python that diagnosis judges."""
+    `EnvironmentFile=` LD_LIBRARY_PATH is one more way of starting Python that diagnosis judges.
+    `become`: run the script through sudo (BecomeError when sudo wants a password or refuses)."""
+    argv = probe_argv(become)
     payload = build_payload(venv_roots=venv_roots, root=root, nvml=nvml, deadline_s=max(10.0, timeout / 2),
-                            systemd_units=systemd_units)
-    result = transport.run(PROBE_ARGV, stdin=payload, timeout=timeout)
+                            systemd_units=systemd_units, session_user_from_sudo=argv != PROBE_ARGV)
+    result = transport.run(argv, stdin=payload, timeout=timeout)
     stderr = result.stderr.decode("utf-8", "replace")
+    check_become_failure(result.returncode, stderr, become, host=host_name)
     if result.returncode == 127 and PYTHON3_MISSING_MARKER in stderr:
         raise ProbeError(
             "python3 not found on host",
@@ -157,6 +176,14 @@ def probe_host(
     return parse_probe_output(result.stdout, host=host_name)
 
 
+def probe_argv(become: Become | None = None) -> tuple[str, ...]:
+    """PROBE_ARGV, or with become the script that execs python3 through the become words."""
+    prefix = become.prefix() if become is not None else ()
+    if not prefix:
+        return PROBE_ARGV
+    return ("sh", "-c", PROBE_BECOME_SCRIPT, "remediator-probe", *prefix)
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
@@ -172,8 +199,12 @@ def probe_fleet(
     venv_roots: Sequence[str] = DEFAULT_VENV_ROOTS,
     connect: Callable[..., Transport] | None = None,
     on_result: Callable[[HostResult[HostFacts]], None] | None = None,
+    become: bool | None = None,
 ) -> FleetResult[HostFacts]:
     """Probe every host, `forks` at a time; one result per host (ok, failed or unreachable).
+
+    Each host's become settings (`ansible_become`, `ansible_become_user`, ...) are honoured as Ansible
+    does, through `sudo -n`; `become` True/False overrides `ansible_become` for every host.
 
     Hosts with `ansible_connection=local` are probed on this machine; the others over SSH. A host's
     inventory var `remediate_venv_roots` (a list of paths) replaces `venv_roots` for that host, and
@@ -181,8 +212,10 @@ def probe_fleet(
     """
     from remediator.fleet import run_fleet
     from remediator.transport import open_transport
+    from remediator.transport.become import become_of
 
     def probe_one(host: InventoryHost) -> HostFacts:
+        how = become_of(host, enabled=become)
         roots = host.vars.get("remediate_venv_roots")
         if not (isinstance(roots, list | tuple) and roots and all(isinstance(r, str) for r in roots)):
             roots = list(venv_roots)
@@ -192,7 +225,8 @@ def probe_fleet(
         transport = open_transport(host, accept_new_host_keys=accept_new_host_keys,
                                    connect_timeout=connect_timeout, connect=connect)
         try:
-            return probe_host(transport, host.name, venv_roots=roots, timeout=timeout, systemd_units=units)
+            return probe_host(transport, host.name, venv_roots=roots, timeout=timeout, systemd_units=units,
+                              become=how)
         finally:
             transport.close()
 

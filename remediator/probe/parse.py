@@ -197,6 +197,15 @@ class _Node:
         return self.items()
 
 
+def _user_name(node: _Node) -> str | None:
+    """A user name as the host reported it; None when absent or not a user name (it is only ever an
+    argument of sudo -u, but a name that could be read as an option is no name)."""
+    from remediator.transport.become import USER_RE
+
+    name = node.opt_str()
+    return name if name is not None and USER_RE.match(name) else None
+
+
 def _clean(text: str) -> str:
     # JSON may carry lone surrogates (undecodable file names); keep the rest, replace those.
     try:
@@ -355,6 +364,7 @@ class _Builder:
             notes=tuple(self.notes),
             libdirs=self._loader_dirs(),
             launch_envs=self._launch_envs(),
+            unread=tuple(self._unread()),
         )
         return facts
 
@@ -976,9 +986,21 @@ class _Builder:
                     frameworks=tuple(self._frameworks(path, dists, files, conda, self._elf_deps(env))),
                     nvidia_wheels=tuple(sorted((d.name, d.version) for d in dists if d.key.startswith("nvidia-"))),
                     conda_packages=tuple(sorted(conda)),
+                    owner=_user_name(env.get("owner")),
                 )
             )
         return result
+
+    def _unread(self) -> Iterator[str]:
+        """Absolute directories the probe could not list (at most 1000, each once)."""
+        seen: set[str] = set()
+        for item in self.doc.get("unread").capped(1000):
+            path = item.text()
+            if not path.startswith("/"):
+                raise item.fail(f"{path!r} is not an absolute path")
+            if path not in seen:
+                seen.add(path)
+                yield path
 
     def _frameworks(
         self,

@@ -27,6 +27,7 @@ always host paths, without DIR.
 import base64
 import contextlib
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -54,6 +55,10 @@ DEFAULT_OPTIONS = {
     "nvml_timeout": 20.0,
     "deadline_s": 90.0,  # after this the env walk stops (with a note); the rest is quick
     "systemd_units": [],  # units whose Environment=/EnvironmentFile= LD_LIBRARY_PATH to report
+    # Run under sudo (become): the login shell read is that of the user who ran sudo (SUDO_UID).
+    "session_user_from_sudo": False,
+    # The ssh session's LD_LIBRARY_PATH when sudo cleared it from ours (--session-ld-library-path).
+    "session_ld_library_path": None,
 }
 
 TEXT_CAP = 64 * 1024
@@ -176,6 +181,8 @@ class Probe:
         self.root = os.path.abspath(options.get("root") or "/")
         self.started = time.monotonic()
         self.notes = []
+        # Directories the probe was not allowed to list (EACCES/EPERM): what is there is unknown.
+        self.unread = []
         # Whose files may be run: root's, and the probing user's own (running those gives that user
         # nothing new). A root probe runs root's files only.
         self.euid = os.geteuid()
@@ -304,6 +311,8 @@ class Probe:
             return []
         except OSError as exc:
             self.note(path, "cannot list: %s" % (exc.strerror or exc))
+            if exc.errno in (errno.EACCES, errno.EPERM) and path not in self.unread and len(self.unread) < 500:
+                self.unread.append(path)
             return []
         names.sort()
         return names
@@ -612,6 +621,7 @@ class Probe:
                 self.note(name, "probe section failed: %s: %s" % (type(exc).__name__, exc))
         doc["probe"]["duration_s"] = round(time.monotonic() - self.started, 3)
         doc["notes"] = self.notes
+        doc["unread"] = sorted(self.unread)
         return doc
 
     def collect_os(self, doc):
@@ -1022,11 +1032,23 @@ class Probe:
                     queue.append((path.rstrip("/") + "/" + name, depth + 1))
         return found
 
+    def owner(self, path):
+        """The name of the user who owns a directory (the env's owner runs its Python); None if unknown."""
+        try:
+            uid = os.lstat(self.N(path)).st_uid
+            import pwd
+
+            return pwd.getpwuid(uid).pw_name
+        except (OSError, ImportError, KeyError):
+            return None
+
     def env_record(self, path, kind, python, sites):
         self.env_dirs.append((path, kind, sites))
         record = {
             "path": path,
             "kind": kind,
+            # Under --root the files belong to whoever built the tree: no owner there.
+            "owner": self.owner(path) if self.root == "/" else None,
             "python": python,
             "site_packages": sites,
             "dists": [],
@@ -1140,7 +1162,7 @@ class Probe:
                     part = part.split("$", 1)[0].strip().strip("'\"")
                     if part.startswith("/"):
                         ld_paths.append({"path": part, "source": source, "exists": self.isdir(part), "line": line})
-        for part in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        for part in self.session_ld_library_path().split(":"):
             if part:
                 ld_paths.append({"path": part, "source": "login", "exists": self.isdir(part)})
         doc["ld_so_conf"] = entries
@@ -1186,7 +1208,7 @@ class Probe:
     # LD_LIBRARY_PATH as each way of starting Python sees it, from the files that set it (read, never run).
     def collect_launch_envs(self, doc):
         launch = []
-        own = os.environ.get("LD_LIBRARY_PATH")
+        own = self.session_ld_library_path()
         launch.append(
             {
                 "name": "ssh command",
@@ -1252,12 +1274,20 @@ class Probe:
         self.launch_envs = launch
 
     def home(self):
+        uid = self.euid
+        if self.options.get("session_user_from_sudo") and re.match(r"^[0-9]{1,10}$", os.environ.get("SUDO_UID", "")):
+            uid = int(os.environ["SUDO_UID"])
         try:
             import pwd
 
-            return pwd.getpwuid(self.euid).pw_dir
+            return pwd.getpwuid(uid).pw_dir
         except (ImportError, KeyError):
             return os.environ.get("HOME")
+
+    def session_ld_library_path(self):
+        """LD_LIBRARY_PATH of the ssh session: ours, or the one passed on when sudo cleared ours."""
+        passed = self.options.get("session_ld_library_path")
+        return passed if isinstance(passed, str) else os.environ.get("LD_LIBRARY_PATH", "")
 
     def apply_shell_files(self, files, variables):
         """Follow the assignments of shell files in order; the files that changed LD_LIBRARY_PATH."""
@@ -1842,6 +1872,9 @@ def parse_args(argv, options):
             i += 2
         elif arg == "--systemd-unit" and i + 1 < len(argv):
             options["systemd_units"] = list(options.get("systemd_units") or []) + [argv[i + 1]]
+            i += 2
+        elif arg == "--session-ld-library-path" and i + 1 < len(argv):
+            options["session_ld_library_path"] = argv[i + 1]
             i += 2
         elif arg == "--no-nvml":
             options["nvml"] = False

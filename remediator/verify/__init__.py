@@ -36,9 +36,11 @@ from remediator.plan import DEFAULT_VENV_ROOT
 from remediator.probe import fill_placeholder, pynvml_blob
 from remediator.targets import infer_targets
 from remediator.transport.base import Transport
+from remediator.transport.become import Become, check_become_failure
 from remediator.versions import try_version
 
 if TYPE_CHECKING:
+    from remediator.facts import HostFacts
     from remediator.fleet import FleetResult, HostResult
     from remediator.inventory import InventoryHost
 
@@ -236,6 +238,7 @@ class HostVerification:
     notes: tuple[str, ...] = ()
     duration_s: float | None = None
     report: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    user: str | None = None  # who ran the check on the host (with become: the env's owner)
 
     @property
     def passed(self) -> bool:
@@ -266,6 +269,7 @@ class HostVerification:
             "target": self.target,
             "python": self.python,
             "python_version": self.python_version,
+            "user": self.user,
             "passed": self.passed,
             "verdict": self.verdict,
             "first_failure": None if failed is None else {
@@ -371,8 +375,13 @@ def verify_host(
     force: bool = False,
     size: int = DEFAULT_SIZE,
     timeout: float = DEFAULT_TIMEOUT,
+    become: Become | None = None,
+    run_as: str | None = None,
 ) -> HostVerification:
-    """Run the ladder on one host in one round trip and judge it; VerifyError when it gives no document."""
+    """Run the ladder on one host in one round trip and judge it; VerifyError when it gives no document.
+
+    With `become`, the check runs through `sudo -n -u USER` as `run_as` (the owner of the interpreter's
+    env), else as the become user; BecomeError when sudo wants a password or refuses."""
     options = CheckOptions(
         framework=target.framework if target else None,
         framework_version=target.version if target else None,
@@ -381,8 +390,12 @@ def verify_host(
         timeout=timeout,
     )
     candidates = python_candidates(target, python, venv_root, matrix)
-    result = transport.run(VERIFY_ARGV + candidates, stdin=build_payload(options), timeout=options.transport_timeout)
+    argv = VERIFY_ARGV + candidates
+    if become is not None:
+        argv = become.wrap(argv, run_as)
+    result = transport.run(argv, stdin=build_payload(options), timeout=options.transport_timeout)
     stderr = result.stderr.decode("utf-8", "replace")
+    check_become_failure(result.returncode, stderr, become, host=host_name, user=run_as)
     if result.returncode == 127 and NO_PYTHON_MARKER in stderr:
         raise VerifyError(
             f"no interpreter to run the check: {' nor '.join(candidates)} found on the host",
@@ -413,6 +426,7 @@ def verify_inferred(
     force: bool = False,
     size: int = DEFAULT_SIZE,
     timeout: float = DEFAULT_TIMEOUT,
+    become: Become | None = None,
 ) -> HostVerification:
     """A host without a target: probe it, then run the ladder for each framework version installed in its
     envs (remediator.targets) with the interpreter of the first env that has it; no framework: rungs 1-2.
@@ -424,7 +438,8 @@ def verify_inferred(
     from remediator.probe import DEFAULT_VENV_ROOTS, probe_host
     from remediator.targets import known
 
-    facts = probe_host(transport, host_name, venv_roots=venv_roots or DEFAULT_VENV_ROOTS, timeout=PROBE_TIMEOUT)
+    facts = probe_host(transport, host_name, venv_roots=venv_roots or DEFAULT_VENV_ROOTS, timeout=PROBE_TIMEOUT,
+                       become=become)
     inferred = infer_targets(facts, matrix)
     envs = {e.path: e for e in facts.envs}
     judged = known(inferred)
@@ -440,18 +455,33 @@ def verify_inferred(
         label = f"{t.label} inferred from {t.envs[0]}" + (f" (also in {', '.join(t.envs[1:])})" if t.envs[1:]
                                                            else "")
         runs.append((label, verify_host(transport, host_name, tg, matrix, python=interpreter,
-                                        venv_root=venv_root, force=force, size=size, timeout=timeout)))
+                                        venv_root=venv_root, force=force, size=size, timeout=timeout,
+                                        become=become, run_as=env_owner(facts, interpreter))))
     if not runs:
         notes.insert(0, "no target and no framework installed that the matrix knows"
                      + (f" for {python}" if python else "") + ": the driver and CUDA rungs alone")
         v = verify_host(transport, host_name, None, matrix, python=python, venv_root=venv_root, force=force,
-                        size=size, timeout=timeout)
+                        size=size, timeout=timeout, become=become,
+                        run_as=env_owner(facts, python) if python else None)
         return replace(v, notes=(*notes, *v.notes))
     main = next((i for i, (_, v) in enumerate(runs) if not v.passed), 0)
     label, v = runs[main]
     others = [f"also checked {other_label} with {w.python or '?'}: {w.verdict}"
               for i, (other_label, w) in enumerate(runs) if i != main]
     return replace(v, notes=(f"no target given: {label}", *others, *notes, *v.notes))
+
+
+def env_owner(facts: HostFacts, python: str | None) -> str | None:
+    """The owner of the env an interpreter belongs to (its `python`, or a path inside it), from the probe's
+    facts; None when no env has it or its owner is unknown (the become user runs the check then)."""
+    if not python:
+        return None
+    wanted = posixpath.normpath(python)
+    for env in sorted(facts.envs, key=lambda e: -len(e.path)):  # the innermost env first
+        inside = env.kind != "system" and wanted.startswith(posixpath.normpath(env.path) + "/")
+        if env.python == python or inside:
+            return env.owner
+    return None
 
 
 def verify_fleet(
@@ -469,18 +499,25 @@ def verify_fleet(
     connect_timeout: float = 10.0,
     connect: Callable[..., Transport] | None = None,
     on_result: Callable[[HostResult[HostVerification]], None] | None = None,
+    become: bool | None = None,
 ) -> FleetResult[HostVerification]:
     """Verify every host, `forks` at a time; one result per host (ok, failed or unreachable).
 
     "ok" means the ladder ran (its rungs may still have failed: see `HostVerification.passed`).
     Without `target`, each host's `remediate_target` is used, else what is installed (`verify_inferred`);
     `remediate_python` picks its interpreter.
+
+    With the host's `ansible_become` (or `become` True), the check runs through `sudo -n` as the owner of
+    the interpreter's env: from the probe for inferred targets and for a named interpreter (one more round
+    trip), as the become user (root) for the managed venv and python3, which root owns.
     """
     from remediator.fleet import run_fleet
     from remediator.matrix import parse_target
     from remediator.transport import open_transport
+    from remediator.transport.become import become_of
 
     def verify_one(host: InventoryHost) -> HostVerification:
+        how = become_of(host, enabled=become)
         chosen = target
         if chosen is None and host.target:
             chosen = parse_target(host.target)
@@ -496,9 +533,16 @@ def verify_fleet(
                 return verify_inferred(transport, host.name, matrix, python=host_python, venv_root=venv_root,
                                        venv_roots=roots if isinstance(roots, list | tuple) and roots and all(
                                            isinstance(r, str) for r in roots) else None,
-                                       force=force, size=size, timeout=timeout)
+                                       force=force, size=size, timeout=timeout, become=how)
+            run_as = None
+            if how is not None and host_python:
+                from remediator.probe import DEFAULT_TIMEOUT as PROBE_TIMEOUT
+                from remediator.probe import probe_host
+
+                facts = probe_host(transport, host.name, timeout=PROBE_TIMEOUT, become=how)
+                run_as = env_owner(facts, host_python)
             return verify_host(transport, host.name, chosen, matrix, python=host_python, venv_root=venv_root,
-                               force=force, size=size, timeout=timeout)
+                               force=force, size=size, timeout=timeout, become=how, run_as=run_as)
         finally:
             transport.close()
 
@@ -694,6 +738,7 @@ def judge(doc: Any, *, host: str, target: Target | None, matrix: Matrix) -> Host
         notes=tuple(ctx.notes),
         duration_s=_f(doc.get("duration_s")),
         report=doc,
+        user=_s(python.get("user")),
     )
 
 

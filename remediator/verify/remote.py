@@ -777,7 +777,19 @@ def python_facts():
         "version": "%d.%d.%d" % tuple(sys.version_info[:3]),
         "prefix": sys.prefix,
         "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+        # Who ran the check: with become, the owner of the env (what that user sees is what is proven).
+        "uid": os.geteuid() if hasattr(os, "geteuid") else None,
+        "user": user_name(),
     }
+
+
+def user_name():
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return None
 
 
 def busy_devices(nvml, cuda):
