@@ -51,6 +51,8 @@ CODES: dict[str, Severity] = {
     "KNOWN_DEFECT": "warning",
     # From target inference (remediator.targets): an installed framework the matrix does not know.
     "INFERRED_TARGET_UNKNOWN": "warning",
+    # A directory the probe was not allowed to list (no become): what is there is unknown, not absent.
+    "PLACE_UNREAD": "warning",
 }
 
 # pip distributions of one framework family: two of them in one env fight over the same import name.
@@ -98,6 +100,7 @@ def diagnose(facts: HostFacts, target: Target | None, matrix: Matrix) -> list[Fi
     findings: list[Finding] = []
     findings += _driver(facts, req, matrix)
     findings += _loader(facts)
+    findings += _unread(facts)
     if req is not None:
         envs = _target_envs(facts, req)
         findings += _framework(facts, req, envs)
@@ -123,6 +126,21 @@ def _dedupe(findings: list[Finding]) -> Iterator[Finding]:
         if (f.code, f.message) not in seen:
             seen.add((f.code, f.message))
             yield f
+
+
+def _unread(facts: HostFacts) -> list[Finding]:
+    """Each place the probe could not read: unknown, never empty (an env there is neither found nor
+    missing)."""
+    return [
+        _finding(
+            "PLACE_UNREAD",
+            f"the probe could not read {path} (permission denied): environments and libraries there are "
+            "unknown, not absent",
+            [("path", path)],
+            fix="probe with become (ansible_become: true, passwordless sudo for the login user) to read it",
+        )
+        for path in facts.unread
+    ]
 
 
 # --- driver ---------------------------------------------------------------------------------------

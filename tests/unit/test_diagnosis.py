@@ -558,6 +558,17 @@ def test_a_libcuda_of_another_driver_version_reached_before_the_drivers_own() ->
     assert "DRIVER_LIBRARY_MISMATCH" not in codes(run(quiet, None))
 
 
+def test_a_place_the_probe_could_not_read_is_unknown_not_empty() -> None:
+    """Without become a 0750 home or /root cannot be listed: a warning naming the place, the env there
+    is neither reported missing from it nor invented."""
+    facts = dataclasses.replace(host(), unread=("/home/alice", "/root"))
+    found = [f for f in run(facts, None) if f.code == "PLACE_UNREAD"]
+    assert [dict(f.evidence)["path"] for f in found] == ["/home/alice", "/root"]
+    assert all(f.severity == "warning" and "unknown, not absent" in f.message for f in found)
+    assert all(f.fix and "ansible_become" in f.fix for f in found)
+    assert "PLACE_UNREAD" not in codes(run(host(), None))
+
+
 def test_every_code_is_exercised() -> None:
     """Runs last in this module (pytest keeps file order): each code must have been produced above."""
     missing = set(CODES) - SEEN_CODES
