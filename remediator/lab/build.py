@@ -201,6 +201,7 @@ class Builder:
         self.debs: list[_Deb] = []
         self.alternatives: dict[str, tuple[str, str]] = {}  # name -> (link, current target)
         self.login = self._login()
+        self.others = self._others()
 
     # -- the pieces ---------------------------------------------------------------------------------------
 
@@ -214,6 +215,26 @@ class Builder:
                 return Login(s.user, int(parts[2]), int(parts[3]), f"/home/{s.user}")
         uid = pick_uid(outer.passwd, outer.group)
         return Login(s.user, uid, uid, f"/home/{s.user}")
+
+    def _others(self) -> dict[str, Login]:
+        """The scenario's other users, with uids after the login user's (free on the outer machine too)."""
+        out: dict[str, Login] = {}
+        passwd, group = self.outer.passwd, self.outer.group
+        for name in self.s.users:
+            uid = pick_uid(passwd, group)
+            while uid == self.login.uid:
+                uid += 1
+            passwd += f"{name}:x:{uid}:{uid}::/:\n"  # marks the uid taken for the next pick
+            group += f"{name}:x:{uid}:\n"
+            out[name] = Login(name, uid, uid, f"/home/{name}")
+        return out
+
+    def _owner(self, path: str) -> tuple[int, int]:
+        """uid, gid of whoever's home holds `path` (root elsewhere)."""
+        for lg in (self.login, *self.others.values()):
+            if lg.user != "root" and path.startswith(lg.home + "/"):
+                return lg.uid, lg.gid
+        return 0, 0
 
     def build(self) -> None:
         self.base()
@@ -241,14 +262,21 @@ class Builder:
             # "*" (not "!"): no password, yet not locked, so key login works without PAM.
             shadow += f"{lg.user}:*:19700:0:99999:7:::\n"
             gshadow += f"{lg.user}:!::\n"
+        for other in self.others.values():
+            passwd += f"{other.user}:x:{other.uid}:{other.gid}:{other.user}:{other.home}:/bin/bash\n"
+            group += f"{other.user}:x:{other.gid}:\n"
+            shadow += f"{other.user}:*:19700:0:99999:7:::\n"
+            gshadow += f"{other.user}:!::\n"
         t.write("/etc/passwd", passwd)
         t.write("/etc/group", group)
         t.write("/etc/shadow", shadow, mode=0o640, gid=_gid(o.group, "shadow"))
         t.write("/etc/gshadow", gshadow, mode=0o640, gid=_gid(o.group, "shadow"))
         if lg.user != "root" and s.sudo:
+            # Without NOPASSWD sudo asks for the user's password; `sudo -n` then fails, as it must.
+            rule = "ALL=(ALL) ALL" if s.sudo_password else "ALL=(ALL) NOPASSWD:ALL"
             t.write(
                 "/etc/sudoers.d/90-cloud-init-users",
-                f"# Created by cloud-init\n{lg.user} ALL=(ALL) NOPASSWD:ALL\n",
+                f"# Created by cloud-init\n{lg.user} {rule}\n",
                 mode=0o440,
             )
         t.opaque("/etc/ld.so.conf.d")
@@ -282,6 +310,9 @@ class Builder:
                 t.write(f"{lg.home}/{name}", data, 0o644, lg.uid, lg.gid)
             if ".bashrc" not in o.skel:
                 t.write(f"{lg.home}/.bashrc", "", 0o644, lg.uid, lg.gid)
+        for other in self.others.values():  # 0750, as adduser makes homes on Ubuntu 21.04 on and Debian 12
+            t.mkdir(other.home, 0o750, other.uid, other.gid)
+            t.write(f"{other.home}/.bashrc", "", 0o644, other.uid, other.gid)
         t.mkdir("/root", 0o700)
         for name, data in o.root_dotfiles.items():
             t.write(f"/root/{name}", data)
@@ -590,10 +621,9 @@ class Builder:
         ]
 
     def env(self, env: Env) -> None:
-        t, lg = self.t, self.login
+        t = self.t
         xy = env.python.rsplit(".", 1)[0]
-        in_home = env.path.startswith(lg.home + "/")
-        uid, gid = (lg.uid, lg.gid) if in_home else (0, 0)
+        uid, gid = self._owner(env.path)
         if env.kind == "system":
             site = env.path
         else:

@@ -381,6 +381,10 @@ def _write_host(h: _Starting, state: Path, outer_hosts: str) -> None:
     for _, layer, _ in sshd.OVERLAYS:
         (d / "upper" / layer).mkdir(parents=True, exist_ok=True)
         (d / "work" / layer).mkdir(parents=True, exist_ok=True)
+        # A mount's root takes the upper dir's mode: /root must stay 0700 (the template's), as on a host.
+        template_layer = h.template / layer
+        if template_layer.is_dir():
+            os.chmod(d / "upper" / layer, template_layer.stat().st_mode & 0o7777)
     ssh = d / "upper" / "etc" / "ssh"
     ssh.mkdir(parents=True, exist_ok=True)
     key = ssh / "ssh_host_ed25519_key"

@@ -39,6 +39,7 @@ FINDING_CODES: frozenset[str] = frozenset(
         "LDPATH_MISSING_DIR",
         "DRIVER_MINOR_COMPAT",
         "UNPARSABLE_VERSION",
+        "PLACE_UNREAD",
         "DRIVER_USERSPACE_MISSING",
         "LIBCUDA_STUB",
         "CUDA_LIB_UNRESOLVED",
@@ -175,6 +176,10 @@ class Scenario:
     # The inventory gives no remediate_target: the host is judged against what it has (target inference);
     # `target` still says which framework that is, for the tests.
     no_target: bool = False
+    # sudo wants a password (`login: {sudo: password}`): `sudo -n` fails there, as on a fleet without NOPASSWD.
+    sudo_password: bool = False
+    # More users besides the login user, each with a 0750 home of their own (Ubuntu 21.04 on, Debian 12).
+    users: tuple[str, ...] = ()
 
     @property
     def home(self) -> str:
@@ -488,9 +493,16 @@ def parse(data: Any, source: str, *, host_python: str = "3.11.2") -> Scenario:
     login = r.child("login", r.get("login") or {})
     user = login.text("user", pattern=_USER_RE, default="ubuntu")
     assert user is not None
-    sudo = login.flag("sudo", True)
+    sudo_password = login.get("sudo") == "password"
+    sudo = True if sudo_password else login.flag("sudo", True)
     login.done()
     home = "/root" if user == "root" else f"/home/{user}"
+    if sudo_password and user == "root":
+        raise r.fail("login.sudo", "a root login needs no sudo")
+    users = r.items("users")
+    for i, u in enumerate(users):
+        if not isinstance(u, str) or not _USER_RE.match(u) or u in (user, "root") or users.index(u) != i:
+            raise r.fail(f"users[{i}]", f"{u!r} is not another user's name ([a-z_][a-z0-9_-]*, once)")
 
     driver = _driver(r)
     toolkits = _toolkits(r)
@@ -545,6 +557,8 @@ def parse(data: Any, source: str, *, host_python: str = "3.11.2") -> Scenario:
         notes=notes,
         groups=tuple(groups),
         no_target=no_target,
+        sudo_password=sudo_password,
+        users=tuple(users),
     )
 
 

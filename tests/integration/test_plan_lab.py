@@ -97,6 +97,9 @@ EXPECTED: dict[str, tuple[str, list[tuple[str, str]], set[str] | str]] = {
         ("pip_install", "torch==1.8.1+cu111")], set()),
     "torch201-poetry-no-nvidia-wheels": ("changes", [
         ("create_venv", f"{V}/pytorch-2.0.1"), ("pip_install", "torch==2.0.1")], set()),
+    # Probed with become (the lab's ansible_become): alice's venv and the conda env under /root are seen.
+    "become-hidden-envs": ("changes", [
+        ("create_venv", f"{V}/tensorflow-2.16.1"), ("pip_install", "tensorflow[and-cuda]==2.16.1")], set()),
     "python-unsupported": ("changes", [
         ("install_package", "python3.10"), ("create_venv", f"{V}/tensorflow-2.10.0"),
         ("pip_install", "tensorflow==2.10.0"), ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], set()),
@@ -125,7 +128,7 @@ def test_plan_file_validates_and_exit_code_says_changes(lab_plan) -> None:  # ty
     rc, plan = lab_plan
     jsonschema.validate(plan, SCHEMA)
     assert rc == 2
-    assert plan["summary"] == {"compliant": 12, "changes": 18, "blocked": 8, "unreachable": 0}
+    assert plan["summary"] == {"compliant": 12, "changes": 19, "blocked": 8, "unreachable": 0}
 
 
 def test_every_scenario_is_planned(lab, lab_plan) -> None:  # type: ignore[no-untyped-def]
