@@ -135,12 +135,17 @@ class Resolver:
     def launch_envs_for(self, env_path: str) -> list[LaunchEnv]:
         """The ways this env's Python is started, as far as the host tells: its own (its activate script,
         its Jupyter kernels, the systemd units that run it) when it has any, else a login shell, else a
-        bare ssh command. A bare ssh command, cron and systemd without an Environment= see no profile.d:
-        judging every env by them would flag the classic setups whose exports live in profile.d."""
+        bare ssh command; and a bare session's environment wherever it sets LD_LIBRARY_PATH. A bare ssh
+        command, cron and systemd without an Environment= see no profile.d: judging every env by them
+        when they set nothing would flag the classic setups whose exports live in profile.d."""
         root = _norm(env_path)
         own = [le for le in self.facts.launch_envs if le.env is not None and _norm(le.env) == root]
+        # What a session gets before any profile (an ssh command's environment: /etc/environment, sshd's
+        # SetEnv, the caller's export) reaches every env's Python when it sets LD_LIBRARY_PATH at all.
+        bare = [le for le in self.facts.launch_envs if le.env is None and le.name != "login shell"
+                and le.ld_library_path]
         if own:
-            return own
+            return own + bare
         login = [le for le in self.facts.launch_envs if le.env is None and le.name == "login shell"]
         return login or [le for le in self.facts.launch_envs if le.env is None][:1] or [LaunchEnv(SSH_COMMAND)]
 
