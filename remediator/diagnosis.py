@@ -380,10 +380,14 @@ def _target_envs(facts: HostFacts, req: Requirements) -> list[PythonEnv]:
 def _framework(facts: HostFacts, req: Requirements, envs: list[PythonEnv]) -> list[Finding]:
     label = f"{req.framework} {req.version}"
     if not envs:
+        unread = list(facts.unread)
         missing = [_finding(
             "FRAMEWORK_MISSING",
-            f"{req.framework} is not installed in any Python environment on this host",
-            [("searched envs", ", ".join(e.path for e in facts.envs) or "none")],
+            f"{req.framework} is not installed in any Python environment the probe could read on this host"
+            + (f" (it could not read {', '.join(unread[:3])}{' ...' if len(unread) > 3 else ''}: probe with "
+               "become to see envs there)" if unread else ""),
+            [("searched envs", ", ".join(e.path for e in facts.envs) or "none"),
+             *([("unread", ", ".join(unread))] if unread else [])],
             fix=f"create a venv with {req.packages[0]}=={req.version}",
         )]
         pythons = sorted({e.python_version for e in facts.envs if e.python_version})

@@ -26,16 +26,16 @@ step "1. a lab fleet of broken GPU hosts" "$R" lab up --state "$LAB"
 "$R" lab up --state "$LAB" || exit 1
 
 run "2. what a target needs, from the compatibility matrix" "$R" matrix show tensorflow==2.12.0
-run "3. probe every host over SSH (one round trip each)" "$R" probe -i "$INV" --limit '!hostile' --out "$WORK/facts.json"
+run "3. probe every host over SSH (one round trip each)" "$R" probe -i "$INV" --limit '!hostile:!sudopassword' --out "$WORK/facts.json"
 run "4. what is wrong with one host" "$R" diagnose --facts "$WORK/facts.json" --target tensorflow==2.5.0
-run "5. the plan for the whole fleet (changes nothing)" "$R" plan -i "$INV" --limit '!hostile' --out "$WORK/plan.json"
+run "5. the plan for the whole fleet (changes nothing)" "$R" plan -i "$INV" --limit '!hostile:!sudopassword' --out "$WORK/plan.json"
 run "6. apply it in check mode: what the playbooks would change" \
   "$R" apply "$WORK/plan.json" -i "$INV" --check --limit lib-shadowed-pip:cudnn-shadowed:framework-version-mismatch \
   --max-fail-percent 100 --no-verify
-run "7. remember today's state as known-good, then check for drift" "$R" drift -i "$INV" --limit '!hostile' --baseline
+run "7. remember today's state as known-good, then check for drift" "$R" drift -i "$INV" --limit '!hostile:!sudopassword' --baseline
 run "8. one page for the whole fleet" "$R" report --html "$WORK/report.html"
 run "9. the timeline of one host" "$R" history cudnn-shadowed
-run "10. hostile hosts: each fails or is refused alone, shown as inert text; nothing runs here" \
-  "$R" plan -i "$INV" --limit hostile --timeout 15
+run "10. hostile hosts, and one whose sudo wants a password: each fails or is refused alone, as inert text" \
+  "$R" plan -i "$INV" --limit 'hostile:sudopassword' --timeout 15
 
 printf '\nDemo files (plan, facts, report, state db) are in %s\n' "$WORK"
