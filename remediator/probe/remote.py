@@ -1768,30 +1768,27 @@ def shell_word(text, i, variables, quoted=False):
     return "".join(out)
 
 
+def closing(text, start, opening, close):
+    """The index of the bracket that closes the one at text[start] (len(text) when none does)."""
+    depth, j = 0, start
+    while j < len(text):
+        if text[j] == opening:
+            depth += 1
+        elif text[j] == close:
+            depth -= 1
+            if depth == 0:
+                break
+        j += 1
+    return j
+
+
 def shell_expansion(text, i, variables):
     """One expansion at text[i] == "$": (its value, the index after it)."""
     n = len(text)
     if i + 1 < n and text[i + 1] == "(":
-        depth, j = 0, i + 1
-        while j < n:
-            if text[j] == "(":
-                depth += 1
-            elif text[j] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        return UNKNOWN, j + 1
+        return UNKNOWN, closing(text, i + 1, "(", ")") + 1
     if i + 1 < n and text[i + 1] == "{":
-        depth, j = 0, i + 1
-        while j < n:
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
+        j = closing(text, i + 1, "{", "}")
         inner = text[i + 2 : j]
         match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+=?])(.*))?$", inner, re.S)
         if not match:
