@@ -13,6 +13,7 @@ and it stays quiet about a library class another judge already reported as an er
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -196,6 +197,13 @@ def _requirements(matrix: Matrix, fw: Framework, target: Requirements | None) ->
     version = fw.version.split("+", 1)[0]
     if target is not None and target.framework == framework and try_version(target.version) == try_version(version):
         return target
+    return _known(matrix, framework, version)
+
+
+@functools.lru_cache(maxsize=4096)
+def _known(matrix: Matrix, framework: str, version: str) -> Requirements | None:
+    """The release's requirements, or None for one the matrix does not know (remembered either way: the
+    nearest-version search behind an unknown one is the costly part)."""
     try:
         return matrix.requirements_for(Target(framework, version))
     except UnknownVersionError:

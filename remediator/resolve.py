@@ -16,6 +16,7 @@ exact name is there (usually a link to the versioned file, whose name gives the 
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from collections.abc import Iterable
@@ -70,6 +71,7 @@ def version_from_name(name: str) -> str | None:
     return match.group(1) if match else None
 
 
+@functools.lru_cache(maxsize=65536)
 def _norm(path: str) -> str:
     return posixpath.normpath(path) if path else path
 
@@ -80,17 +82,18 @@ class Resolver:
     def __init__(self, facts: HostFacts) -> None:
         self.facts = facts
         self.dirs: dict[str, LibDir] = {}
+        self._names: dict[str, dict[str, LibFile]] = {}  # dir -> file name -> file, for existing dirs
         for d in facts.libdirs:
-            self.dirs.setdefault(_norm(d.path), d)
-            if d.real:
-                self.dirs.setdefault(_norm(d.real), d)
+            for key in (_norm(d.path), _norm(d.real) if d.real else None):
+                if key and key not in self.dirs:
+                    self.dirs[key] = d
+                    self._names[key] = {f.name: f for f in reversed(d.libs)} if d.exists else {}
         self.cache: list[tuple[str, str]] = list(facts.loader.cache)
+        self._resolved: dict[tuple[str, LaunchEnv | None, ElfDeps | None], Resolution] = {}
 
     def lib(self, directory: str, soname: str) -> LibFile | None:
-        d = self.dirs.get(_norm(directory))
-        if d is None or not d.exists:
-            return None
-        return next((f for f in d.libs if f.name == soname), None)
+        names = self._names.get(_norm(directory))
+        return names.get(soname) if names else None
 
     def order(self, launch: LaunchEnv | None, obj: ElfDeps | None) -> list[Step]:
         steps: list[Step] = []
@@ -105,6 +108,13 @@ class Resolver:
         return steps
 
     def resolve(self, soname: str, launch: LaunchEnv | None = None, obj: ElfDeps | None = None) -> Resolution:
+        key = (soname, launch, obj)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = self._resolve(soname, launch, obj)
+        return hit
+
+    def _resolve(self, soname: str, launch: LaunchEnv | None, obj: ElfDeps | None) -> Resolution:
         label = launch.name if launch is not None else SSH_COMMAND
         for step in self.order(launch, obj):
             hit = self.lib(step.dir, soname)
