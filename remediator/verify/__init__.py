@@ -14,7 +14,10 @@ The rungs, each pass / fail / skip-with-reason:
 4. matmul: the framework sees every GPU and multiplies float32 matrices on each one, compared with a
    float64 NumPy reference (relative error at most `REL_TOLERANCE`), with the time and TFLOP/s.
 
-GPUs that other processes compute on are reported and skipped at rung 4 unless `force`.
+GPUs that other processes compute on are reported and skipped at rung 4 unless `force`. On a host with
+no NVIDIA GPU every rung is a "no device" skip; with a TensorFlow target, rungs 3 and 4 still say what
+TensorFlow saw (no GPU, the CUDA libraries it would load) and that it computes on the CPU, as skips that
+never count as a GPU pass.
 """
 
 from __future__ import annotations
@@ -719,7 +722,11 @@ def judge(doc: Any, *, host: str, target: Target | None, matrix: Matrix) -> Host
             req = None
     ctx = _Context(doc, target, req, matrix)
     driver = _driver_rung(ctx)
-    if driver.status == "skip":  # no device: every rung that needs a GPU says so
+    if driver.status == "skip" and _d(doc.get("framework")).get("cpu_only") is True:
+        # no device, but the framework ran on the CPU: what it saw and that it computes, never a GPU pass
+        rungs = (driver, _skip(2, "cuda", NO_DEVICE), _runtime_rung(ctx))
+        matmul_rung, gpus = _cpu_matmul_rung(ctx, rungs[2]), tuple[GpuReport, ...]()
+    elif driver.status == "skip":  # no device: every rung that needs a GPU says so
         rungs = (driver, _skip(2, "cuda", NO_DEVICE), _skip(3, "runtime", NO_DEVICE))
         matmul_rung, gpus = _skip(4, "matmul", NO_DEVICE), tuple[GpuReport, ...]()
     else:
@@ -1209,6 +1216,8 @@ def _runtime_rung(ctx: _Context) -> Rung:
         return fail(f"{label} {version} is a CPU-only build", f"this {label} has no CUDA support compiled in",
                     (f"install the CUDA build: pip install {ctx.req.install_spec}" if ctx.req else
                      f"install a CUDA build of {label}") + "; " + ctx.plan_hint())
+    if fw.get("cpu_only") is True:
+        return _cpu_runtime_rung(ctx, rt, build, evidence)
     devices = [d for d in _l(rt.get("devices")) if isinstance(d, dict)]
     cuda_n = _i(_d(ctx.doc.get("cuda")).get("device_count")) or 0
     stderr = _s(fw.get("stderr_tail")) or ""
@@ -1245,6 +1254,104 @@ def _runtime_rung(ctx: _Context) -> Rung:
                     + (_describe_outside(outside) if outside else f"from {loaded[0] if loaded else '?'}"),
                     _cudnn_fix(ctx, outside[0].path if outside else (loaded[0] if loaded else None)))
     return _judge_libraries(ctx, rt, build, evidence, fail)
+
+
+#: What rungs 3 and 4 say on a host with no NVIDIA GPU where the framework ran on the CPU.
+NO_DEVICE_CPU = "no device (no NVIDIA GPU on this host's PCI bus)"
+
+
+def _cuda_library_text(lib: dict[str, Any]) -> str:
+    """One soname the framework would dlopen, as the CPU check resolved it."""
+    soname = _s(lib.get("soname")) or "?"
+    if not lib.get("found"):
+        return f"{soname} not found"
+    path = _s(lib.get("path")) or "?"
+    api = _i(lib.get("api_version"))
+    if soname.startswith("libcudnn"):
+        version = cudnn_version_text(api)
+    elif soname.startswith("libcudart"):
+        version = cuda_version_text(api)
+    else:
+        version = _s(lib.get("api_version_text"))
+    version = version or file_version(path)
+    return f"{soname} {version or '?'} from {path} (via {_s(lib.get('via')) or '?'})"
+
+
+def _cpu_runtime_rung(ctx: _Context, rt: dict[str, Any], build: dict[str, Any],
+                      evidence: list[tuple[str, str]]) -> Rung:
+    """Rung 3 on a host without a GPU: what the framework saw, as a skip (nothing GPU-side can fail here)."""
+    label = ctx.fw_label
+    version = _s(build.get("version")) or "?"
+    libs = [x for x in _l(rt.get("cuda_libraries")) if isinstance(x, dict)]
+    devices = [d for d in _l(rt.get("devices")) if isinstance(d, dict)]
+    built = ", ".join(x for x in (f"CUDA {build.get('cuda')}" if build.get("cuda") else "",
+                                  f"cuDNN {_cudnn_build_text(build.get('cudnn'))}" if build.get("cudnn") else "") if x)
+    for lib in libs:
+        evidence.append((_s(lib.get("soname")) or "?", _cuda_library_text(lib) + (
+            "; searched " + ", ".join(str(p) for p in _l(lib.get("searched"))) if not lib.get("found") else "")))
+    missing = [_s(lib.get("soname")) or "?" for lib in libs if not lib.get("found")]
+    found = [_cuda_library_text(lib) for lib in libs if lib.get("found")]
+    seen = "sees no GPU" if not devices else f"lists {_plural(len(devices), 'GPU')}"
+    parts = []
+    if missing:
+        parts.append(f"{', '.join(missing)} not found in the env or on the loader path")
+    if found:
+        parts.append("would load " + "; ".join(found))
+    if rt.get("cuda_libraries_error"):
+        parts.append(f"its CUDA libraries could not be resolved: {rt['cuda_libraries_error']}")
+    summary = (f"{NO_DEVICE_CPU}: {label} {version}" + (f" (built for {built})" if built else "") + f" {seen}"
+               + ("; " + "; ".join(parts) if parts else ""))
+    return Rung(3, "runtime", "skip", summary, evidence=tuple(evidence))
+
+
+def _cpu_matmul_rung(ctx: _Context, runtime: Rung) -> Rung:
+    """Rung 4 on a host without a GPU: the matmul on the framework's CPU device, never a GPU pass."""
+    fw = _d(ctx.doc.get("framework"))
+    mm = ctx.doc.get("matmul")
+    label = ctx.fw_label
+    if runtime.status == "fail":
+        return _skip(4, "matmul", "runtime rung failed: no matmul ran")
+    if not isinstance(mm, dict):
+        failure = _child_failure(ctx, fw, "matmul")
+        if failure is not None:
+            return Rung(4, "matmul", "fail", *failure)
+        return _skip(4, "matmul", NO_DEVICE)
+    n = _i(mm.get("size")) or 0
+    evidence: list[tuple[str, str]] = [
+        ("matmul", f"{n}x{n} float32 on {_s(mm.get('device')) or 'CPU:0'} (not a GPU), {_i(mm.get('repeats'))} "
+                   "timed runs after a warm-up"),
+        ("reference", f"first {_i(mm.get('reference_rows'))} rows in float64 NumPy"),
+        ("tolerance", f"relative error (Frobenius) <= {REL_TOLERANCE:g}"),
+    ]
+
+    def fail(summary: str, cause: str, fix: str) -> Rung:
+        return Rung(4, "matmul", "fail", summary, cause, fix, tuple(evidence))
+
+    if mm.get("error"):
+        return fail(str(mm["error"]), "the float64 reference needs NumPy in the check's interpreter",
+                    f"install numpy into {ctx.python} (`{ctx.python} -m pip install numpy`)")
+    cpu = mm.get("cpu")
+    if not isinstance(cpu, dict):
+        failure = _child_failure(ctx, fw, "matmul") or (
+            "no matmul result from the CPU", "the check ended early", "see report.framework.stderr_tail")
+        return fail(*failure)
+    if cpu.get("error"):
+        return fail(f"{label} failed to multiply on the CPU: {cpu['error']}",
+                    f"{label} imports but cannot compute: a broken install",
+                    f"reinstall {ctx.req.install_spec if ctx.req else label} in {ctx.python}")
+    rel, tflops = _f(cpu.get("rel_error")), _f(cpu.get("tflops"))
+    if cpu.get("finite") is False or rel is None:
+        return fail(f"{label} returned NaN/Inf from a CPU matmul of finite numbers",
+                    f"{label}'s CPU kernels are broken", f"reinstall {label}")
+    if rel > REL_TOLERANCE:
+        return fail(f"{label} computed a wrong matmul on the CPU: relative error {rel:.2e} (tolerance "
+                    f"{REL_TOLERANCE:g})", f"{label}'s CPU kernels give wrong results: a broken install",
+                    f"reinstall {label}")
+    speed = f", {tflops * 1000:.0f} GFLOP/s" if tflops is not None else ""
+    return Rung(4, "matmul", "skip",
+                f"{NO_DEVICE_CPU}: {label} computes on CPU (not a GPU result): a {n}x{n} float32 matmul on "
+                f"{_s(cpu.get('device')) or 'CPU:0'} is correct (relative error {rel:.1e}){speed}",
+                evidence=tuple(evidence))
 
 
 def _main_cudnn(ctx: _Context) -> tuple[str, str] | None:

@@ -2,7 +2,10 @@
 
 Rungs: (1) driver: kernel module, NVML, device nodes, PCI count; (2) CUDA driver API through ctypes on
 libcuda; (3) the framework's CUDA runtime and cuDNN, read from /proc/self/maps after a small GPU op;
-(4) a float32 matmul on every GPU, checked against a float64 NumPy reference. Rungs 3 and 4 run in a
+(4) a float32 matmul on every GPU, checked against a float64 NumPy reference. On a host with no NVIDIA GPU
+on its PCI bus, TensorFlow still runs rungs 3 and 4 in CPU mode: what it sees (no GPU), which CUDA
+libraries it would load (resolved and dlopened as its loader would), and the same matmul on its CPU
+device, marked as not a GPU result. Rungs 3 and 4 run in a
 child process of the same interpreter with a timeout, so a wedged GPU or a crashing cuDNN cannot hang
 or kill the check; the child reports each step as it finishes, so a timeout still says how far it got.
 
@@ -47,7 +50,13 @@ DEFAULT_OPTIONS = {
     "cuda_timeout": 30.0,
     "framework_timeout": 240.0,
     "devices": [],  # filled in by the parent for the child: CUDA ordinal, uuid, busy pids
+    "cpu_only": False,  # set by the parent on a host with no NVIDIA GPU (TensorFlow only)
 }
+
+#: Frameworks whose rungs 3 and 4 also run on a host with no NVIDIA GPU, on the CPU device.
+CPU_FRAMEWORKS = ("tensorflow",)
+#: The nvidia wheel directory (site-packages/nvidia/<dir>/lib) TensorFlow's RUNPATH names for each library.
+WHEEL_DIRS = {"libcudart": "cuda_runtime", "libcublas": "cublas", "libcudnn": "cudnn"}
 
 TEXT_CAP = 64 * 1024
 STDERR_TAIL = 6000
@@ -646,6 +655,33 @@ class TensorFlow:
                    "expected": [64.0, 9.0], "device": y.device}
         return out
 
+    def cuda_libraries(self, build, sites):
+        """The CUDA runtime, cuBLAS and cuDNN this build dlopens (sonames from its build info)."""
+        names = []
+        cuda_major = str(build.get("cuda") or "").split(".")[0]
+        cudnn_major = str(build.get("cudnn") or "").split(".")[0]
+        if cuda_major.isdigit():
+            names += ["libcudart.so.%s" % cuda_major, "libcublas.so.%s" % cuda_major]
+        if cudnn_major.isdigit():
+            names.append("libcudnn.so.%s" % cudnn_major)
+        return [resolve_library(name, sites) for name in names]
+
+    def cpu_matmul(self, a, b, rows, repeats):
+        tf = self.tf
+        with tf.device("/CPU:0"):
+            ta = tf.identity(tf.constant(a))
+            tb = tf.identity(tf.constant(b))
+            c = tf.matmul(ta, tb)
+            c[0, 0].numpy()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                c = tf.matmul(ta, tb)
+            c[0, 0].numpy()
+            seconds = (time.perf_counter() - started) / repeats
+            got = c[:rows].numpy()
+            device = c.device
+        return seconds, got, {"device": "CPU:0", "tf_device": device}
+
     def matmul(self, index, a, b, rows, repeats):
         tf = self.tf
         with tf.device("/GPU:%d" % self.logical(index)):
@@ -695,6 +731,8 @@ def framework_main(options):
         physical = []
         runtime["devices_error"] = describe(exc)
     runtime["devices"] = physical
+    if options.get("cpu_only"):
+        return cpu_main(options, fw, runtime, sites, started, emit)
     indices = [d["index"] for d in physical]
     use = [i for i in indices if options.get("force") or i not in busy]
     op_index = use[0] if use else (indices[0] if indices else None)
@@ -719,12 +757,78 @@ def framework_main(options):
     return 0
 
 
-def matmul_rung(options, fw, physical, busy, emit):
+def cpu_main(options, fw, runtime, sites, started, emit):
+    """No NVIDIA GPU on this host: report the CUDA libraries the framework would load, then compute on the CPU."""
+    runtime["cpu_only"] = True
+    emit.start("cuda_libraries")
+    try:
+        runtime["cuda_libraries"] = fw.cuda_libraries(runtime.get("build") or {}, sites)
+    except Exception as exc:
+        runtime["cuda_libraries_error"] = describe(exc)
+    emit.start("maps")
+    runtime["libraries"] = [library_versions(p) for p in loaded_libraries()]
+    runtime["duration_s"] = round(time.monotonic() - started, 3)
+    emit({"event": "runtime", "data": runtime})
+    matmul_rung(options, fw, [], set(), emit, cpu=True)
+    return 0
+
+
+def soname_candidates(soname, sites):
+    """Where the loader would look for `soname` when TensorFlow dlopens it: LD_LIBRARY_PATH, then the
+    nvidia wheel directories its RUNPATH names (site-packages/nvidia/<dir>/lib), then ld.so.cache."""
+    out = []
+    for directory in (os.environ.get("LD_LIBRARY_PATH") or "").split(":"):
+        if directory:
+            out.append(("LD_LIBRARY_PATH", os.path.join(directory, soname)))
+    wheel_dir = WHEEL_DIRS.get(soname.split(".so", 1)[0])
+    if wheel_dir:
+        for site_dir in sites:
+            out.append(("wheel", os.path.join(site_dir, "nvidia", wheel_dir, "lib", soname)))
+    return out
+
+
+def resolve_library(soname, sites):
+    """dlopen `soname` as the framework would; where it loads, the real path (from /proc/self/maps) and the
+    version the loaded file reports."""
+    entry = {"soname": soname, "found": False, "via": None, "path": None, "searched": [], "error": None}
+    candidates = soname_candidates(soname, sites)
+    for via, path in candidates:
+        entry["searched"].append(path)
+        if not os.path.exists(path):
+            continue
+        try:
+            ctypes.CDLL(path)
+        except OSError as exc:
+            entry["error"] = str(exc)[:300]
+            continue
+        entry["found"], entry["via"] = True, via
+        break
+    if not entry["found"]:
+        entry["searched"].append("ld.so.cache and the system directories")
+        try:
+            ctypes.CDLL(soname)
+            entry["found"], entry["via"], entry["error"] = True, "loader", None
+        except OSError as exc:
+            entry["error"] = str(exc)[:300]
+    if entry["found"]:
+        stem = "/" + soname.split(".so", 1)[0] + ".so"
+        for path in loaded_libraries():
+            if stem in path:
+                entry["path"] = path
+                entry.update(library_versions(path))
+                break
+    return entry
+
+
+def matmul_rung(options, fw, physical, busy, emit, cpu=False):
     n = int(options["size"])
     rows = max(1, min(int(options["reference_rows"]), n))
     repeats = max(1, int(options["repeats"]))
-    emit({"event": "matmul_setup", "data": {"size": n, "reference_rows": rows, "repeats": repeats,
-                                            "dtype": "float32", "tf32": False, "reference": "numpy float64"}})
+    setup = {"size": n, "reference_rows": rows, "repeats": repeats, "dtype": "float32", "tf32": False,
+             "reference": "numpy float64"}
+    if cpu:
+        setup.update({"device": "CPU:0", "gpu": False})
+    emit({"event": "matmul_setup", "data": setup})
     emit.start("numpy")
     try:
         import numpy as np
@@ -743,16 +847,10 @@ def matmul_rung(options, fw, physical, busy, emit):
         emit({"event": "matmul_error", "data": {"error": "cannot compute the reference: %s" % describe(exc)}})
         return
     emit({"event": "reference", "data": {"seconds": round(time.monotonic() - started, 3)}})
-    for device in physical:
-        index = device["index"]
-        result = {"index": index, "name": device.get("name")}
-        if index in busy and not options.get("force"):
-            result["skipped"] = "busy"
-            emit({"event": "matmul_gpu", "data": result})
-            continue
-        emit.start("matmul:%d" % index)
+
+    def measure(result, run):
         try:
-            seconds, got, extra = fw.matmul(index, a, b, rows, repeats)
+            seconds, got, extra = run()
             got = np.asarray(got, dtype=np.float64)
             diff = got - reference
             result.update(extra)
@@ -765,6 +863,23 @@ def matmul_rung(options, fw, physical, busy, emit):
                 result["rel_error"] = None
         except Exception as exc:
             result["error"] = describe(exc)
+        return result
+
+    if cpu:
+        emit.start("matmul:cpu")
+        result = measure({"device": "CPU:0", "gpu": False}, lambda: fw.cpu_matmul(a, b, rows, repeats))
+        result["gpu"] = False  # whatever the framework reported, this is not a GPU result
+        emit({"event": "matmul_cpu", "data": result})
+        return
+    for device in physical:
+        index = device["index"]
+        result = {"index": index, "name": device.get("name")}
+        if index in busy and not options.get("force"):
+            result["skipped"] = "busy"
+            emit({"event": "matmul_gpu", "data": result})
+            continue
+        emit.start("matmul:%d" % index)
+        measure(result, lambda index=index: fw.matmul(index, a, b, rows, repeats))
         emit({"event": "matmul_gpu", "data": result})
 
 
@@ -832,7 +947,16 @@ def ladder(options):
     doc["framework"] = {"ran": False}
     doc["runtime"] = None
     doc["matmul"] = None
-    if not doc["driver"]["nvml"].get("ok"):
+    no_device = doc["driver"].get("pci") == [] and not doc["driver"]["nvml"].get("ok")
+    if no_device and options.get("framework") in CPU_FRAMEWORKS:
+        # No NVIDIA GPU at all: the framework still shows what it sees and that it computes, on the CPU.
+        doc["skipped"] = {"cuda": "no_device"}
+        info, events = framework_rungs(dict(options, cpu_only=True), [])
+        info["cpu_only"] = True
+        doc["framework"] = info
+        doc["devices"] = []
+        collect_events(doc, events)
+    elif not doc["driver"]["nvml"].get("ok"):
         doc["skipped"] = {"cuda": "driver", "framework": "driver"}
     else:
         doc["cuda"] = cuda_rung(options)
@@ -866,6 +990,8 @@ def collect_events(doc, events):
             doc["matmul"]["reference_seconds"] = (data or {}).get("seconds")
         elif kind == "matmul_gpu":
             doc["matmul"]["gpus"].append(data)
+        elif kind == "matmul_cpu":
+            doc["matmul"]["cpu"] = data
 
 
 def parse_args(argv, options):

@@ -549,3 +549,85 @@ def test_cli_report_text(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 1
     assert "error" in capsys.readouterr().err.lower()
+
+
+# --- real TensorFlow on a host with no GPU (tests/integration/test_verify_tf.py makes this document) -----
+
+TF_TARGET = parse_target("tensorflow==2.21.0")
+
+
+def tf_cpu(change: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """What remote.py printed with tensorflow 2.21.0 (the plain wheel) on a CPU-only machine, default size."""
+    document = json.loads((FIXTURES / "tf-cpu-real.json").read_text())
+    doc: dict[str, Any] = copy.deepcopy(document["hosts"][0]["verification"]["report"])
+    if change is not None:
+        change(doc)
+    return doc
+
+
+def test_real_tensorflow_without_a_gpu_reports_what_it_saw_as_no_device_skips() -> None:
+    document = json.loads((FIXTURES / "tf-cpu-real.json").read_text())
+    v = judged(tf_cpu(), TF_TARGET)
+    assert statuses(v) == ("skip", "skip", "skip", "skip") and v.passed and v.gpus == ()
+    # What was printed on that machine is what this code judges now.
+    assert [r["summary"] for r in document["hosts"][0]["verification"]["rungs"]] == [r.summary for r in v.rungs]
+    assert v.rung("driver").summary == v.rung("cuda").summary == NO_DEVICE
+    runtime = v.rung("runtime")
+    assert runtime.summary == (
+        "no device (no NVIDIA GPU on this host's PCI bus): tensorflow 2.21.0 (built for CUDA 12.5.1, cuDNN 9) sees no "
+        "GPU; libcudart.so.12, libcublas.so.12, libcudnn.so.9 not found in the env or on the loader path")
+    evidence = dict(runtime.evidence)
+    assert evidence["libcudnn.so.9"].startswith("libcudnn.so.9 not found; searched ")
+    assert "/site-packages/nvidia/cudnn/lib/libcudnn.so.9" in evidence["libcudnn.so.9"]
+    matmul = v.rung("matmul")
+    assert matmul.summary.startswith("no device (no NVIDIA GPU on this host's PCI bus): tensorflow computes on CPU "
+                                     "(not a GPU result): a 4096x4096 float32 matmul on CPU:0 is correct (relative "
+                                     "error 3.5e-07)")
+    assert "(not a GPU)" in dict(matmul.evidence)["matmul"]
+    assert v.verdict.startswith("pass (4 rung(s) skipped") and "every rung passed" not in v.verdict
+
+
+def test_tensorflow_without_a_gpu_names_the_cuda_libraries_it_found() -> None:
+    def change(doc: dict[str, Any]) -> None:
+        lib = doc["runtime"]["cuda_libraries"][0]
+        lib.update(found=True, via="wheel", error=None, api_version=12050,
+                   path="/opt/tf/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12")
+
+    summary = judged(tf_cpu(change), TF_TARGET).rung("runtime").summary
+    assert "libcublas.so.12, libcudnn.so.9 not found in the env or on the loader path; would load libcudart.so.12 " \
+        "12.5 from /opt/tf/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12 (via wheel)" in summary
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda doc: doc["matmul"]["cpu"].update(rel_error=0.2), "wrong matmul on the CPU: relative error 2.00e-01"),
+    (lambda doc: doc["matmul"]["cpu"].update(finite=False, rel_error=None), "NaN/Inf from a CPU matmul"),
+    (lambda doc: doc["matmul"]["cpu"].update(error="InternalError: oneDNN"), "failed to multiply on the CPU"),
+    (lambda doc: doc["matmul"].update(error="cannot import numpy: ImportError: x"), "cannot import numpy"),
+])
+def test_tensorflow_without_a_gpu_fails_rung_4_when_the_cpu_cannot_compute(
+        change: Callable[[dict[str, Any]], None], words: str) -> None:
+    v = judged(tf_cpu(change), TF_TARGET)
+    assert statuses(v) == ("skip", "skip", "skip", "fail")
+    assert words in v.rung("matmul").summary and v.rung("matmul").fix
+
+
+def test_tensorflow_without_a_gpu_still_fails_a_broken_or_wrong_install() -> None:
+    def no_import(doc: dict[str, Any]) -> None:
+        doc["runtime"] = {"framework": "tensorflow", "import_ok": False,
+                          "import_error": "ModuleNotFoundError: No module named 'tensorflow'"}
+        doc["matmul"] = None
+
+    v = judged(tf_cpu(no_import), TF_TARGET)
+    assert statuses(v) == ("skip", "skip", "fail", "skip")
+    assert "tensorflow is not installed" in (v.rung("runtime").cause or "")
+    other = judged(tf_cpu(), parse_target("tensorflow==2.20.0"))
+    assert statuses(other) == ("skip", "skip", "fail", "skip")
+    assert "2.21.0 is installed" in other.rung("runtime").summary
+
+    def hung(doc: dict[str, Any]) -> None:
+        doc["runtime"], doc["matmul"] = None, None
+        doc["framework"].update(timed_out=True, last_step="import", rc=-9, signal=9)
+
+    v = judged(tf_cpu(hung), TF_TARGET)
+    assert statuses(v) == ("skip", "skip", "fail", "skip") and "stuck in importing tensorflow" in \
+        v.rung("runtime").summary

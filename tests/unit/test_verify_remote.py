@@ -232,3 +232,38 @@ def test_script_runs_on_python36() -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     doc = json.loads(proc.stdout)
     assert doc["schema_version"] == 1 and doc["driver"]["nvml"]["ok"] is False
+
+
+RESOLVE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("remote", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+print(json.dumps([m.resolve_library(name, [sys.argv[2]]) for name in sys.argv[3:]]))
+"""
+
+
+def resolve(env: dict[str, Path], ld_path: str | None, *sonames: str) -> list[dict[str, Any]]:
+    environ = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    if ld_path is not None:
+        environ["LD_LIBRARY_PATH"] = ld_path
+    proc = subprocess.run([sys.executable, "-c", RESOLVE, str(REMOTE), str(env["site"]), *sonames],
+                          capture_output=True, env=environ, timeout=60, check=True)
+    found: list[dict[str, Any]] = json.loads(proc.stdout)
+    return found
+
+
+def test_cuda_libraries_resolve_as_tensorflows_loader_would(env: dict[str, Path], tmp_path: Path) -> None:
+    # TF's RUNPATH names site-packages/nvidia/<dir>/lib; LD_LIBRARY_PATH comes before it, ld.so.cache after.
+    (wheel,) = resolve(env, None, "libcudnn.so.9")
+    assert wheel["found"] and wheel["via"] == "wheel" and wheel["path"] == str(env["cudnn"])
+    assert wheel["api_version"] == 91900 and wheel["searched"] == [str(env["cudnn"])]
+    (tmp_path / "libcudnn.so.9").symlink_to(env["system_cudnn"])
+    (shadow,) = resolve(env, str(tmp_path), "libcudnn.so.9")
+    assert shadow["via"] == "LD_LIBRARY_PATH" and shadow["path"] == str(env["system_cudnn"])  # symlink resolved
+    assert shadow["api_version"] == 90100
+    (missing,) = resolve(env, None, "libcudart.so.12")
+    assert not missing["found"] and missing["path"] is None
+    assert missing["error"] == "libcudart.so.12: cannot open shared object file: No such file or directory"
+    assert missing["searched"] == [str(env["site"] / "nvidia/cuda_runtime/lib/libcudart.so.12"),
+                                   "ld.so.cache and the system directories"]
