@@ -12,6 +12,7 @@ import ast
 import json
 import posixpath
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -1191,13 +1192,24 @@ def parse_torch_version(text: str) -> TorchVersion | None:
     return TorchVersion(version, text_value("cuda"), text_value("hip"), text_value("git_version"))
 
 
+# CPython 3.11's ast is not safe to use from several threads at once (probe_fleet parses hosts in a
+# thread pool): "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905) was seen
+# in the lab. One parse at a time: the files are a few KiB.
+_AST_LOCK = threading.Lock()
+
+
 def _module_literals(text: str) -> dict[str, Any]:
     """Top-level `NAME = <literal>` (and annotated) assignments of a Python file, never executed."""
     if len(text) > _SOURCE_CAP:
         return {}
+    with _AST_LOCK:
+        return _module_literals_locked(text)
+
+
+def _module_literals_locked(text: str) -> dict[str, Any]:
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
         return {}
     values: dict[str, Any] = {}
     for stmt in tree.body:

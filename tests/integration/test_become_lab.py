@@ -115,6 +115,16 @@ def test_without_become_the_unread_places_are_named_and_nothing_is_invented(
     assert ALICE not in text and ROOT_CONDA not in text
 
 
+def assert_passed_or_stand_in(host: dict[str, Any]) -> None:
+    """Passed (every rung a no-device skip), or failed only at rung 3 because the lab's TensorFlow is a file
+    layout that refuses to import: what verify's real TensorFlow check does on a GPU-less host."""
+    if host["status"] == "passed":
+        return
+    failed = [r for r in host["verification"]["rungs"] if r["status"] == "fail"]
+    assert host["status"] == "failed" and [r["name"] for r in failed] == ["runtime"], host
+    assert "tensorflow" in failed[0]["summary"].lower(), failed[0]
+
+
 @pytest.mark.parametrize(("python", "owner"), [
     (f"{ALICE}/bin/python", "alice"), (f"{ROOT_CONDA}/bin/python", "root"), (f"{UBUNTU}/bin/python", "ubuntu"),
 ])
@@ -123,10 +133,14 @@ def test_verify_runs_the_check_as_the_owner_of_the_env(
     inv = edited(become_lab, tmp_path, **{HIDDEN: {"remediate_python": python}})
     rc, doc = json_run(capsys, "verify", "-i", inv)
     hosts = {h["host"]: h for h in doc["hosts"]}
-    assert hosts[HIDDEN]["status"] == "passed", hosts[HIDDEN]  # lab hosts have no GPU: every rung a skip
+    # Lab frameworks are file layouts whose import fails on purpose: on this GPU-less host verify runs
+    # TensorFlow's CPU check (docs/verify.md) and stops at rung 3 for it; torch's rungs are skips. The point
+    # here is who ran the check.
+    assert_passed_or_stand_in(hosts[HIDDEN])
     v = hosts[HIDDEN]["verification"]
     assert v["user"] == owner and v["report"]["python"]["user"] == owner
-    assert hosts[HEALTHY]["status"] == "passed" and hosts[HEALTHY]["verification"]["user"] == "root"
+    assert_passed_or_stand_in(hosts[HEALTHY])
+    assert hosts[HEALTHY]["verification"]["user"] == "root"
     assert hosts[PASSWORD]["status"] == "error" and "a password is required" in hosts[PASSWORD]["error"]
     assert rc == 1
 
@@ -141,4 +155,4 @@ def test_verify_without_a_target_checks_each_env_as_its_owner(
     assert first.startswith("no target given: tensorflow=="), first
     assert v["user"] == ("alice" if f"inferred from {ALICE}" in first else "root"), (first, v["user"])
     assert f"inferred from {ALICE}" in first or f"inferred from {ROOT_CONDA}" in first
-    assert rc == 0
+    assert rc in (0, 2)  # 2: the lab's stand-in TensorFlow does not import (see above)
