@@ -27,8 +27,10 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -389,6 +391,17 @@ def framework_rungs(options, devices):
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's "Could not load dynamic library" warnings
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Keras writes its keras.json into the user's home on first import: the check writes nothing there
+    # (an apply's rollback restores the host byte for byte, and a home is not ours to touch).
+    scratch = tempfile.mkdtemp(prefix="remediator-verify-")
+    env["KERAS_HOME"] = scratch
+    try:
+        return run_framework_child(options, child_options, env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_framework_child(options, child_options, env):
     info = {"ran": True, "rc": None, "signal": None, "timed_out": False, "stuck": False, "last_step": None,
             "stderr_tail": "", "duration_s": None, "error": None}
     started = time.monotonic()
