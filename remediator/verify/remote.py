@@ -680,24 +680,17 @@ class TensorFlow:
         return [resolve_library(name, sites) for name in names]
 
     def cpu_matmul(self, a, b, rows, repeats):
-        tf = self.tf
-        with tf.device("/CPU:0"):
-            ta = tf.identity(tf.constant(a))
-            tb = tf.identity(tf.constant(b))
-            c = tf.matmul(ta, tb)
-            c[0, 0].numpy()
-            started = time.perf_counter()
-            for _ in range(repeats):
-                c = tf.matmul(ta, tb)
-            c[0, 0].numpy()
-            seconds = (time.perf_counter() - started) / repeats
-            got = c[:rows].numpy()
-            device = c.device
+        seconds, got, device = self.timed_matmul("/CPU:0", a, b, rows, repeats)
         return seconds, got, {"device": "CPU:0", "tf_device": device}
 
     def matmul(self, index, a, b, rows, repeats):
+        seconds, got, device = self.timed_matmul("/GPU:%d" % self.logical(index), a, b, rows, repeats)
+        return seconds, got, {"device": device}
+
+    def timed_matmul(self, where, a, b, rows, repeats):
+        """One warm-up, then `repeats` matmuls on `where`: (seconds per matmul, the first rows, the device)."""
         tf = self.tf
-        with tf.device("/GPU:%d" % self.logical(index)):
+        with tf.device(where):
             ta = tf.identity(tf.constant(a))
             tb = tf.identity(tf.constant(b))
             c = tf.matmul(ta, tb)
@@ -707,9 +700,7 @@ class TensorFlow:
                 c = tf.matmul(ta, tb)
             c[0, 0].numpy()  # waits for the stream: ops on it run in order
             seconds = (time.perf_counter() - started) / repeats
-            got = c[:rows].numpy()
-            device = c.device
-        return seconds, got, {"device": device}
+            return seconds, c[:rows].numpy(), c.device
 
 
 def framework_main(options):
