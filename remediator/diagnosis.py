@@ -8,8 +8,6 @@ where the matrix knows one, the fix.
 
 from __future__ import annotations
 
-import functools
-import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +15,7 @@ from typing import Any, Literal
 from remediator.errors import UnknownVersionError
 from remediator.facts import CudaToolkit, CudnnInstall, Framework, HostFacts, PythonEnv
 from remediator.matrix import Matrix, Requirements, Target
+from remediator.resolve import norm as _norm
 from remediator.versions import RawVersion, try_version
 
 Severity = Literal["error", "warning", "info"]
@@ -272,11 +271,6 @@ def _loader(facts: HostFacts) -> list[Finding]:
                 fix=f"remove the entry from {entry.source}",
             ))
     return out
-
-
-@functools.lru_cache(maxsize=65536)
-def _norm(path: str) -> str:
-    return posixpath.normpath(path) if path else path
 
 
 def _resolve_cuda_link(path: str, facts: HostFacts) -> str:

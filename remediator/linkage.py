@@ -22,8 +22,8 @@ from remediator.diagnosis import Finding, _finding
 from remediator.errors import UnknownVersionError
 from remediator.facts import ElfDeps, Framework, Gpu, HostFacts, LaunchEnv, PythonEnv
 from remediator.matrix import Matrix, Requirements, Target, Variant
-from remediator.matrix.gpus import compute_capability_of
-from remediator.resolve import Resolution, Resolver, cuda_family, cuda_sonames
+from remediator.matrix.gpus import gpu_compute_capability
+from remediator.resolve import Resolution, Resolver, cuda_family, cuda_sonames, norm
 from remediator.versions import try_version
 
 # Judges that already say a library is absent or wrong for the whole host, and, per library family, the
@@ -299,12 +299,13 @@ def _framework_libs(facts: HostFacts, resolver: Resolver, env: PythonEnv, fw: Fr
     launches = resolver.launch_envs_for(env.path)
     for need in needs(facts, env, fw, req):
         results = [resolver.resolve(need.soname, le, need.obj) for le in launches]
-        bad = [(r, why) for r in results if (why := _problem(r, need, req, facts, env)) is not None]
+        judged = [(r, _problem(r, need, req, facts, env)) for r in results]
+        bad = [(r, why) for r, why in judged if why is not None]
         if not bad:
             out += _companions(facts, resolver, env, label, need, results, launches, reported)
             continue
         r, why = bad[0]
-        good = [g.launch for g in results if _problem(g, need, req, facts, env) is None]
+        good = [g.launch for g, why in judged if why is None]
         works = f" (it does resolve in the {', '.join(good)})" if good else ""
         evidence = [("env", env.path), ("soname", need.soname),
                     ("reaches", r.path or "nothing"), ("how", r.how), ("launch", r.launch),
@@ -329,12 +330,12 @@ def _framework_libs(facts: HostFacts, resolver: Resolver, env: PythonEnv, fw: Fr
 
 
 def _own_copy_fits(facts: HostFacts, resolver: Resolver, env: PythonEnv, need: Need, req: Requirements) -> bool:
-    root = posixpath.normpath(env.path) + "/"
+    root = norm(env.path) + "/"
     for d in facts.libdirs:
         if d.exists and (d.path.startswith(root) or (d.real or "").startswith(root)):
             hit = resolver.lib(d.path, need.soname)
             if hit is not None:
-                r = Resolution(need.soname, "", hit, posixpath.normpath(d.path), "the env's own copy")
+                r = Resolution(need.soname, "", hit, norm(d.path), "the env's own copy")
                 if _problem(r, need, req, facts, env) is None:
                     return True
     return False
@@ -354,14 +355,14 @@ def _companions(facts: HostFacts, resolver: Resolver, env: PythonEnv, label: str
             continue
         major = need.soname.rsplit(".so.", 1)[-1]
         prefix = "libcudnn_" if need.family == "cudnn" else "libcublasLt"
-        d = resolver.dirs.get(posixpath.normpath(r.dir))
+        d = resolver.dirs.get(norm(r.dir))
         names = [f.name for f in (d.libs if d else ()) if f.name.startswith(prefix) and f.name.endswith(f".so.{major}")]
         launch = next((le for le in launches if le.name == r.launch), None)
         own = ElfDeps(r.path or r.dir, runpath=(r.dir,))
         mine = precise_version(r, need.family, facts, env)
         for name in names:
             c = resolver.resolve(name, launch, own)
-            if c.file is None or c.dir is None or posixpath.normpath(c.dir) == posixpath.normpath(r.dir):
+            if c.file is None or c.dir is None or norm(c.dir) == norm(r.dir):
                 continue
             theirs = precise_version(c, need.family, facts, env)
             if mine is not None and theirs is not None and try_version(mine) == try_version(theirs):
@@ -408,18 +409,18 @@ def precise_version(r: Resolution, family: str, facts: HostFacts | None, env: Py
         return named
     if facts is None or r.dir is None:
         return None
-    here = posixpath.normpath(r.dir)
+    here = norm(r.dir)
     if family == "cudnn":
         for c in facts.cudnn:
-            if posixpath.normpath(c.path) == here:
+            if norm(c.path) == here:
                 return c.version
     if family in ("cudart", "cublas"):
         for t in facts.toolkits:
-            root = posixpath.normpath(t.path)
+            root = norm(t.path)
             if here == root or here.startswith(root + "/"):
                 return t.version
     prefix = _WHEEL_OF.get(family)
-    if env is not None and prefix and here.startswith(posixpath.normpath(env.path) + "/"):
+    if env is not None and prefix and here.startswith(norm(env.path) + "/"):
         for dist, version in env.nvidia_wheels:
             if dist.startswith(prefix):
                 return version
@@ -464,7 +465,7 @@ def _torch_build(facts: HostFacts, env: PythonEnv, fw: Framework, req: Requireme
             fix=f"upgrade the driver to >= {variant.min_driver.raw}, or install a torch build for an older CUDA",
         ))
     for gpu in _distinct(facts):
-        cc = gpu.compute_capability or compute_capability_of(gpu.name)
+        cc = gpu_compute_capability(gpu.compute_capability, gpu.name)
         if cc and variant.runs_on(cc) is False:
             out.append(_finding(
                 "GPU_ARCH_UNSUPPORTED",

@@ -25,7 +25,8 @@ from remediator.action_rules import check_actions
 from remediator.diagnosis import Finding, canonical_lib_dir, diagnose
 from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
 from remediator.matrix import Matrix, Requirements, Target, Variant
-from remediator.matrix.gpus import compute_capability_of, first_cuda_for
+from remediator.matrix.gpus import first_cuda_for, gpu_compute_capability
+from remediator.resolve import norm as _norm
 from remediator.safety import check_path
 from remediator.targets import InferredTarget, diagnose_inferred, infer_targets, known
 from remediator.versions import try_version
@@ -301,9 +302,7 @@ class _Builder:
                      current=None, min_version=self.req.min_driver.raw, reboot=True)
             if not self.policy.allow_driver_changes:
                 self.blockers.append(f"no NVIDIA driver; needs >= {self.req.min_driver.raw}")
-        elif "DRIVER_TOO_OLD" in errors and self.torch_variant() is not None:
-            variant = self.torch_variant()
-            assert variant is not None
+        elif "DRIVER_TOO_OLD" in errors and (variant := self.torch_variant) is not None:
             self.kept.append(f"driver {d.version}: it runs the {variant.tag} build of {self.req.framework} "
                              f"{self.req.version} (>= {variant.min_driver.raw}), which the venv gets instead of PyPI's")
         elif "DRIVER_TOO_OLD" in errors:
@@ -364,7 +363,7 @@ class _Builder:
         spec = f"{pkg}[and-cuda]=={version}" if req.bundles_cuda and req.framework == "tensorflow" \
             else f"{pkg}=={version}"
         wheels = [f"{n}=={v}" if v[:1].isdigit() else f"{n}{v}" for n, v in req.wheels]
-        variant = self.torch_variant()
+        variant = self.torch_variant
         if variant is not None:
             # The plain PyPI wheel has no kernels for this host's GPUs: the build of the PyTorch index that has.
             self.add("pip_install", answers, f"{req.framework} {req.version} ({variant.tag}: the PyPI build cannot "
@@ -379,12 +378,13 @@ class _Builder:
             if env.kind != "system" and _norm(env.path) != _norm(self.venv):
                 self.kept.append(f"{env.path}: existing env left as it is")
 
+    @functools.cached_property
     def torch_variant(self) -> Variant | None:
         """A PyTorch build of the target to install instead of PyPI's when PyPI's cannot run here (no kernels
         for the GPUs, or a driver older than its CUDA needs): one torch itself accepts on each GPU, whose
         driver floor the driver meets (the newest such)."""
         default = self.req.default_variant
-        ccs = [cc for cc in (g.compute_capability or compute_capability_of(g.name) for g in self.facts.gpus) if cc]
+        ccs = [cc for cc in (gpu_compute_capability(g.compute_capability, g.name) for g in self.facts.gpus) if cc]
         if self.req.framework != "pytorch" or default is None:
             return None
         driver = try_version(self.facts.driver.version or "")
@@ -609,11 +609,6 @@ def _choose_toolkit(fitting: list[CudaToolkit], req: Requirements, default: Cuda
 def _release(raw: str) -> tuple[int, ...]:
     v = try_version(raw)
     return v.release if v is not None else ()
-
-
-@functools.lru_cache(maxsize=65536)
-def _norm(path: str) -> str:
-    return posixpath.normpath(path) if path else path
 
 
 def _owner(path: str, roots: Iterable[str]) -> str | None:

@@ -72,7 +72,8 @@ def version_from_name(name: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=65536)
-def _norm(path: str) -> str:
+def norm(path: str) -> str:
+    """posixpath.normpath, remembered: diagnosis and planning normalise the same host paths again and again."""
     return posixpath.normpath(path) if path else path
 
 
@@ -84,7 +85,7 @@ class Resolver:
         self.dirs: dict[str, LibDir] = {}
         self._names: dict[str, dict[str, LibFile]] = {}  # dir -> file name -> file, for existing dirs
         for d in facts.libdirs:
-            for key in (_norm(d.path), _norm(d.real) if d.real else None):
+            for key in (norm(d.path), norm(d.real) if d.real else None):
                 if key and key not in self.dirs:
                     self.dirs[key] = d
                     self._names[key] = {f.name: f for f in reversed(d.libs)} if d.exists else {}
@@ -92,7 +93,7 @@ class Resolver:
         self._resolved: dict[tuple[str, LaunchEnv | None, ElfDeps | None], Resolution] = {}
 
     def lib(self, directory: str, soname: str) -> LibFile | None:
-        names = self._names.get(_norm(directory))
+        names = self._names.get(norm(directory))
         return names.get(soname) if names else None
 
     def order(self, launch: LaunchEnv | None, obj: ElfDeps | None) -> list[Step]:
@@ -119,20 +120,20 @@ class Resolver:
         for step in self.order(launch, obj):
             hit = self.lib(step.dir, soname)
             if hit is not None:
-                return Resolution(soname, label, hit, _norm(step.dir), step.how)
+                return Resolution(soname, label, hit, norm(step.dir), step.how)
         for cached, path in self.cache:
             if cached == soname:
                 directory = posixpath.dirname(path)
                 hit = self.lib(directory, soname)
-                if hit is None and _norm(directory) in self.dirs:
+                if hit is None and norm(directory) in self.dirs:
                     continue  # a stale cache entry: the file is gone, and ld.so goes on searching
                 hit = hit or LibFile(name=soname, real=path)
-                return Resolution(soname, label, hit, _norm(directory), "ld.so.cache")
+                return Resolution(soname, label, hit, norm(directory), "ld.so.cache")
         if not self.cache:  # no ldconfig output: the cache holds what ld.so.conf names
             for entry in self.facts.loader.ld_so_conf:
                 hit = self.lib(entry.path, soname)
                 if hit is not None:
-                    return Resolution(soname, label, hit, _norm(entry.path), f"ld.so.conf ({entry.source})")
+                    return Resolution(soname, label, hit, norm(entry.path), f"ld.so.conf ({entry.source})")
         for d in DEFAULT_DIRS:
             hit = self.lib(d, soname)
             if hit is not None:
@@ -148,8 +149,8 @@ class Resolver:
         bare ssh command; and a bare session's environment wherever it sets LD_LIBRARY_PATH. A bare ssh
         command, cron and systemd without an Environment= see no profile.d: judging every env by them
         when they set nothing would flag the classic setups whose exports live in profile.d."""
-        root = _norm(env_path)
-        own = [le for le in self.facts.launch_envs if le.env is not None and _norm(le.env) == root]
+        root = norm(env_path)
+        own = [le for le in self.facts.launch_envs if le.env is not None and norm(le.env) == root]
         # What a session gets before any profile (an ssh command's environment: /etc/environment, sshd's
         # SetEnv, the caller's export) reaches every env's Python when it sets LD_LIBRARY_PATH at all.
         bare = [le for le in self.facts.launch_envs if le.env is None and le.name != "login shell"
@@ -176,4 +177,5 @@ def cuda_sonames(sonames: Iterable[str]) -> list[str]:
     return [s for s in dict.fromkeys(sonames) if cuda_family(s) is not None]
 
 
-__all__ = ["DEFAULT_DIRS", "Resolution", "Resolver", "Step", "cuda_family", "cuda_sonames", "version_from_name"]
+__all__ = ["DEFAULT_DIRS", "Resolution", "Resolver", "Step", "cuda_family", "cuda_sonames", "norm",
+           "version_from_name"]

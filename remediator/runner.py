@@ -232,22 +232,17 @@ _Dumper.add_representer(UnsafeText, lambda dumper, data: dumper.represent_scalar
 
 def _unsafe(value: Any) -> Any:
     """`value` with every string in it (mapping keys aside) marked unsafe, for YAML."""
-    if isinstance(value, Mapping):
-        return {str(k): _unsafe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_unsafe(v) for v in value]
-    if isinstance(value, str):
-        return UnsafeText(value)
-    return value
+    return _plain(value, lambda leaf: UnsafeText(leaf) if isinstance(leaf, str) else leaf)
 
 
-def _plain(value: Any) -> Any:
-    """Mappings and sequences (frozen ones included) as plain dicts and lists for YAML and JSON."""
+def _plain(value: Any, leaf: Callable[[Any], Any] = lambda v: v) -> Any:
+    """Mappings and sequences (frozen ones included) as plain dicts and lists for YAML and JSON, each
+    other value passed through `leaf`."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, leaf) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+        return [_plain(v, leaf) for v in value]
+    return leaf(value)
 
 
 def _scrub_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from remediator.lab import catalog
 from remediator.lab.elf import Export, Kind, shared_object
 from remediator.lab.scenario import Cudnn, Env, Package, Scenario, Toolkit
 from remediator.lab.tree import Tree
+from remediator.versions import try_version
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 
@@ -902,12 +903,14 @@ class Builder:
                 dirs.append(d)
             if w.name.startswith("nvidia-cudnn"):
                 cudnn_major = w.version.split(".")[0]
-        if not dirs and p.channel == "pypi" and _release(p.version) >= (1, 13):
+        parsed = try_version(p.version.split("+", 1)[0])
+        release = parsed.release if parsed is not None else ()
+        if not dirs and p.channel == "pypi" and release >= (1, 13):
             # A PyPI wheel that depends on nvidia-* wheels keeps its RPATH to their dirs whether or not an
             # installer put them there (pytorch/pytorch#104259: poetry left them out; "libcudnn.so.8: cannot
             # open shared object file").
             dirs = ["cublas", "cuda_runtime", "cudnn", "cuda_nvrtc"]
-            cudnn_major = cudnn_major or ("8" if _release(p.version) < (2, 4) else "9")
+            cudnn_major = cudnn_major or ("8" if release < (2, 4) else "9")
         if dirs:
             rpath = (*(f"$ORIGIN/../../nvidia/{d}/lib" for d in dirs), "$ORIGIN")
             cuda_needed = [cudart, catalog.cublas_soname(f"{cuda}.0"), f"libcublasLt.so.{major}"]
@@ -1203,12 +1206,3 @@ def build_template(scenario: Scenario, root: Path, outer: Outer, authorized_key:
 
 __all__ = ["Login", "Outer", "build_template", "render_nvidia_smi", "scan_outer"]
 
-
-def _release(version: str) -> tuple[int, ...]:
-    """(2, 0, 1) for "2.0.1+cu117"."""
-    out = []
-    for part in version.split("+", 1)[0].split("."):
-        if not part.isdigit():
-            break
-        out.append(int(part))
-    return tuple(out)

@@ -44,4 +44,9 @@ def first_cuda_for(compute_capability: str) -> str | None:
     return _first_cuda().get(compute_capability)
 
 
-__all__ = ["compute_capability_of", "first_cuda_for"]
+def gpu_compute_capability(reported: str | None, name: str) -> str | None:
+    """What the driver reported, else what the model name says (drivers before R510 do not report it)."""
+    return reported or compute_capability_of(name)
+
+
+__all__ = ["compute_capability_of", "first_cuda_for", "gpu_compute_capability"]
