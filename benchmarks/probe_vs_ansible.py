@@ -6,7 +6,7 @@ Run as root from the repository root (the lab needs it):
     .venv/bin/python benchmarks/probe_vs_ansible.py --counts 50 --runs 3 --ansible-runs 2
 
 For each fleet size a lab is brought up (`remediate lab up --count N`: real sshd processes on 127.0.0.1,
-cycling through the scenarios of inventories/lab), then, `runs` times in turn:
+cycling through the scenarios of remediator/lab/scenarios), then, `runs` times in turn:
 
 - `ssh HOST true` for every host, 50 at a time (a thread pool of OpenSSH clients with the lab's key and
   known_hosts, strict checking): the floor any SSH tool pays, key exchange and a session;
@@ -292,7 +292,7 @@ def bench(count: int, runs: int, ansible_runs: int, work: Path) -> dict[str, Any
     groups = {"control": CpuGroup(f"control{count}"), "hosts": CpuGroup(f"hosts{count}")}
     control = groups["control"]
     try:
-        lab = fleet.up([REPO / "inventories" / "lab"], state, count=count)
+        lab = fleet.up([REPO / "remediator" / "lab" / "scenarios"], state, count=count)
     except BaseException:
         for g in groups.values():
             g.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -186,11 +187,16 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def default_playbooks_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """$REMEDIATE_PLAYBOOKS, else playbooks/ of the repository this package runs from."""
+    """$REMEDIATE_PLAYBOOKS, else the playbooks of the remediator.gpu collection this package ships."""
     env = os.environ if environ is None else environ
     if env.get("REMEDIATE_PLAYBOOKS"):
         return Path(env["REMEDIATE_PLAYBOOKS"]).expanduser()
-    return Path(__file__).resolve().parents[1] / "playbooks"
+    return collection_dir() / "playbooks"
+
+
+def collection_dir() -> Path:
+    """The remediator.gpu collection inside this package (package data: the wheel holds it too)."""
+    return Path(str(importlib.resources.files("remediator"))) / "ansible_collections" / "remediator" / "gpu"
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -1050,6 +1056,7 @@ def rollback_run(
 
 __all__ = [
     "ApplyError", "ApplyEvent", "ApplyOptions", "ApplyResult", "BatchResult", "HostApply", "PlanFile", "Serial",
-    "StopSignal", "apply_plan", "batches", "connection_vars", "default_playbooks_dir", "default_state_dir",
+    "StopSignal", "apply_plan", "batches", "collection_dir", "connection_vars", "default_playbooks_dir",
+    "default_state_dir",
     "extravars", "failed_beyond", "find_interrupted", "load_result", "read_plan", "rollback_run", "ssh_common_args",
 ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo: the whole flow of remediate on its embedded default fleet, the lab (inventories/lab/:
+# make demo: the whole flow of remediate on its embedded default fleet, the lab (remediator/lab/scenarios/:
 # real OpenSSH hosts on 127.0.0.1, one per failure class plus healthy ones, and four hostile ones in the
 # group `hostile`). Nothing outside the lab hosts is changed, and the fleet is taken down again at the end
 # (also on Ctrl-C).

@@ -62,7 +62,8 @@ def common_options(f: Any) -> Any:
                      help="seconds to wait for a host another apply holds."),
         click.option("--playbooks", "playbooks_dir", type=click.Path(file_okay=False, path_type=Path),
                      envvar="REMEDIATE_PLAYBOOKS", help="directory with remediate.yml and rollback.yml "
-                     "(env REMEDIATE_PLAYBOOKS; default: the repository's playbooks/)."),
+                     "(env REMEDIATE_PLAYBOOKS; default: the playbooks of the remediator.gpu collection "
+                     "this package ships)."),
         click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="REMEDIATE_STATE_DIR",
                      help="runs and locks (env REMEDIATE_STATE_DIR; default ~/.local/state/remediator)."),
         click.option("--state-db", metavar="FILE", envvar="REMEDIATE_STATE_DB",

@@ -39,7 +39,7 @@ def lab() -> None:
 @click.option("--timeout", type=float, help="Seconds to wait for all hosts to listen (default 30 + 0.25/host).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def up_cmd(scenarios: tuple[Path, ...], state: Path, count: int | None, timeout: float | None, fmt: str) -> int:
-    """Start one host per scenario file (default: the repository's inventories/lab/)."""
+    """Start one host per scenario file (default: the scenarios this package ships, remediator/lab/scenarios/)."""
     from remediator.lab import fleet
 
     sources = list(scenarios)
@@ -47,7 +47,7 @@ def up_cmd(scenarios: tuple[Path, ...], state: Path, count: int | None, timeout:
         default = fleet.default_scenario_dir()
         if not default.is_dir():
             raise UsageError(
-                "no scenario directory given and inventories/lab/ of the repository is not there",
+                "no scenario directory given and the package's lab scenarios (remediator/lab/scenarios/) are not there",
                 hint="pass scenario files or directories: `remediate lab up DIR --state STATE`",
             )
         sources = [default]

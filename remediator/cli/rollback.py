@@ -26,7 +26,7 @@ def rollback(run_id: str, inventory: str, limit: str | None, forks: int, yes: bo
       remediate rollback 20260510T120000Z-3f9a1c -i hosts.yml
       remediate rollback 20260510T120000Z-3f9a1c -i hosts.yml --limit gpu07 --yes
 
-    Runs playbooks/rollback.yml with the run id on every host the run touched, as this machine's record
+    Runs the collection's playbooks/rollback.yml with the run id on every host the run touched, as this machine's record
     of the run says (`--limit` to choose hosts yourself, or when there is no record here). Each host
     restores from its own manifest (<quarantine root>/RUN_ID/manifest.json); a host without one has
     nothing to undo.

@@ -33,8 +33,8 @@ from remediator.verify import (
 @click.option("--limit", metavar="PATTERN", help="only hosts matching this Ansible pattern.")
 @click.option("--local", is_flag=True, help="check this machine (no inventory, no SSH).")
 @click.option("--report", "report_path", metavar="FILE",
-              help="judge a document the check script printed (python3 remediator/verify/remote.py > FILE) "
-              "instead of running it.")
+              help="judge a document the check script printed (python3 gpu_check.py > FILE; the script is "
+              "roles/gpu_check/files/gpu_check.py of the remediator.gpu collection) instead of running it.")
 @click.option("--target", metavar="FRAMEWORK==VERSION",
               help="the framework to check, e.g. pytorch==2.11.0; default: each host's remediate_target, else "
               "(-i) each framework version installed on the host, with its env's interpreter. Without any, rungs "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import importlib.resources
 import json
 import os
 import shlex
@@ -538,8 +539,8 @@ def _inventory(lab: Lab, scenarios: dict[str, Scenario]) -> str:
 
 
 def default_scenario_dir() -> Path:
-    """inventories/lab of the repository this package runs from (see docs/lab.md)."""
-    return Path(__file__).resolve().parents[2] / "inventories" / "lab"
+    """The lab scenarios this package ships (remediator/lab/scenarios, package data; see docs/lab.md)."""
+    return Path(str(importlib.resources.files("remediator.lab"))) / "scenarios"
 
 
 def up(

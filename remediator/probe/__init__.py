@@ -72,8 +72,10 @@ __all__ = [
 
 
 def remote_script_source() -> str:
-    """The text of the remote script as shipped in the package."""
-    return importlib.resources.files("remediator.probe").joinpath("remote.py").read_text(encoding="utf-8")
+    """The text of the remote script: the remediator.gpu collection's gpu_probe module_utils (its one home;
+    the collection's gpu_facts module runs the same code), as shipped in this package."""
+    return (importlib.resources.files("remediator").joinpath("ansible_collections/remediator/gpu/plugins/module_utils")
+            .joinpath("gpu_probe.py").read_text(encoding="utf-8"))
 
 
 @functools.cache

@@ -295,7 +295,8 @@ class HostVerification:
 
 def remote_script_source() -> str:
     """The text of the remote script as shipped in the package."""
-    return importlib.resources.files("remediator.verify").joinpath("remote.py").read_text(encoding="utf-8")
+    return (importlib.resources.files("remediator").joinpath("ansible_collections/remediator/gpu/roles/gpu_check/files")
+            .joinpath("gpu_check.py").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)

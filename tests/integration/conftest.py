@@ -1,4 +1,4 @@
-"""The lab fixture: one fleet of real OpenSSH hosts (one per scenario in inventories/lab) for the session.
+"""The lab fixture: one fleet of real OpenSSH hosts (one per scenario in remediator/lab/scenarios) for the session.
 
 `lab` brings the fleet up once, before the first test that asks for it, and always takes it down at the
 end of the session (and at interpreter exit, should the session die first). Tests reach hosts with
@@ -21,7 +21,7 @@ import pytest
 from remediator.lab import fleet, scenario
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIO_DIR = REPO / "inventories" / "lab"
+SCENARIO_DIR = REPO / "remediator" / "lab" / "scenarios"
 # What the outer machine must still look like after the lab has run.
 WATCHED_TREES = ("/usr/local", "/opt", "/etc/ld.so.conf.d", "/etc/profile.d", "/etc/alternatives",
                  "/etc/sudoers.d", "/home", "/var/lib/dpkg/alternatives", "/proc/driver")  # fmt: skip
@@ -149,7 +149,7 @@ def labkit() -> LabKit:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """The fleet of inventories/lab, up for the whole session; taken down (and checked) at the end."""
+    """The fleet of remediator/lab/scenarios, up for the whole session; taken down (and checked) at the end."""
     why = lab_unavailable()
     if why:
         pytest.skip(why)

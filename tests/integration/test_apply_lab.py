@@ -5,7 +5,7 @@ Real applies run on hosts of tests/fixtures/apply-lab (a lab of their own, so th
 session stays as its scenarios say): plan -> apply -> probe and plan again (compliant) -> rollback ->
 every file of the host as before; and the faults: SIGKILL of apply midway then apply again, a host
 going down in a batch, no space for the quarantine, a stale plan. One test installs the real torch
-2.14.1 wheels (from the lab's wheel cache, docs/playbooks.md). The scenarios of inventories/lab
+2.14.1 wheels (from the lab's wheel cache, docs/playbooks.md). The scenarios of remediator/lab/scenarios
 target old TensorFlow releases that cannot be installed here, so they run in check mode (which must
 change nothing). docs/apply.md lists what runs how.
 """
@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "apply-lab"
-PLAYBOOKS = REPO / "playbooks"
+PLAYBOOKS = REPO / "remediator" / "ansible_collections" / "remediator" / "gpu" / "playbooks"
 
 # Prints {path: "kind:digest:mode:uid:gid"} for every file, dir and link a run may touch, as the host sees
 # them. Left out: the quarantine and lock (the run's own records), ansible's temp dirs and caches.

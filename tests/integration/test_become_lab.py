@@ -84,7 +84,7 @@ def test_with_become_every_env_is_found_and_the_password_host_fails_alone(
     assert "NOPASSWD" in hint and "ansible_become: false" in hint
 
     # Diagnosis with become: the codes of the scenario (both TensorFlow envs miss their CUDA libraries).
-    s = scenario.load(Path(__file__).resolve().parents[2] / "inventories" / "lab" / f"{HIDDEN}.yaml")
+    s = scenario.load(Path(__file__).resolve().parents[2] / "remediator" / "lab" / "scenarios" / f"{HIDDEN}.yaml")
     rc, plan = json_run(capsys, "plan", "-i", str(become_lab), "--limit", HIDDEN)
     host = plan["hosts"][0]
     assert {f["code"] for f in host["findings"] if f["severity"] == "error"} == set(s.expect)

@@ -1,6 +1,6 @@
 """Hostile hosts against the whole flow (issue 10): probe -> plan -> apply --check -> apply, for real.
 
-A lab of its own: the hostile scenarios of inventories/lab (group hostile: template payloads in dpkg
+A lab of its own: the hostile scenarios of remediator/lab/scenarios (group hostile: template payloads in dpkg
 records and a venv name, terminal escapes in nvidia-smi and on stderr, an endless stdout, a session that
 never answers) beside a normal host whose plan is one quarantine. Every command runs as a user runs it,
 the real CLI in a child process, so what is checked is what an operator gets: no payload ever runs on
@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from remediator.apply import collection_dir
 from remediator.lab import fleet, scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -151,7 +152,7 @@ def test_hostile_hosts_fail_alone_and_nothing_runs_on_the_control_node(hostile: 
                                "requires_approval": False}])
     edited = hostile.work / "edited.json"
     edited.write_text(json.dumps(doc))
-    apply_argv = ["-i", inv, "--yes", "--timeout", PROBE_TIMEOUT, "--playbooks", str(REPO / "playbooks"),
+    apply_argv = ["-i", inv, "--yes", "--timeout", PROBE_TIMEOUT, "--playbooks", str(collection_dir() / "playbooks"),
                   "--state-dir", str(hostile.work / "runs"), "--no-verify"]
 
     for check in (True, False):

@@ -15,7 +15,7 @@ import pytest
 from remediator.cli import main
 from remediator.lab import fleet, sshd
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "remediator" / "lab" / "scenarios"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

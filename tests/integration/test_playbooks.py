@@ -30,8 +30,8 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
-PLAYBOOKS = REPO / "playbooks"
-SCENARIOS = [REPO / "inventories" / "lab" / f"{s}.yaml" for s in
+PLAYBOOKS = REPO / "remediator" / "ansible_collections" / "remediator" / "gpu" / "playbooks"
+SCENARIOS = [REPO / "remediator" / "lab" / "scenarios" / f"{s}.yaml" for s in
              ("cuda-wrong-default", "cudnn-shadowed", "lib-shadowed-pip", "healthy-pytorch")]
 WATCHED = ("/usr/local", "/etc/profile.d", "/etc/ld.so.conf.d", "/etc/alternatives", "/opt", "/home")
 # What rollback must leave exactly as it was (docs/apply.md, "Byte for byte"), the quarantine aside.

@@ -10,7 +10,7 @@ import yaml
 from remediator.errors import UsageError
 from remediator.lab import fleet, scenario, sshd
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "remediator" / "lab" / "scenarios"
 
 
 def test_sshd_listens_on_loopback_with_keys_only() -> None:

@@ -13,7 +13,7 @@ import yaml
 from remediator.errors import InputError
 from remediator.lab import scenario
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "remediator" / "lab" / "scenarios"
 FAILURE_CLASSES = {
     "DRIVER_MISSING", "DRIVER_LIBRARY_MISMATCH", "DRIVER_TOO_OLD", "DRIVER_TOO_OLD_FOR_TOOLKIT",
     "CUDA_WRONG_DEFAULT", "CUDA_MISSING", "CUDNN_MISMATCH", "CUDNN_SHADOWED", "CUDNN_MISSING",

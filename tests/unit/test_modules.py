@@ -1,4 +1,5 @@
-"""The custom modules of playbooks/library, run as Ansible runs them (a JSON args file, a fresh interpreter).
+"""The custom modules of the remediator.gpu collection (plugins/modules), run as Ansible runs them (a JSON args
+file, a fresh interpreter).
 
 Paths the allowlist names (/usr/local/cuda-*, /etc/profile.d) are bind mounts of temp dirs inside a private
 mount namespace per call, so the tests move real allowlisted paths without touching this machine's.
@@ -21,8 +22,9 @@ import pytest
 from remediator import safety
 
 REPO = Path(__file__).resolve().parents[2]
-LIBRARY = REPO / "playbooks" / "library"
-UTILS = REPO / "playbooks" / "module_utils"
+COLLECTIONS = REPO / "remediator" / "ansible_collections"
+LIBRARY = COLLECTIONS / "remediator" / "gpu" / "plugins" / "modules"
+UTILS = COLLECTIONS / "remediator" / "gpu" / "plugins" / "module_utils"
 RUN = "20261126T101010Z-abc123"
 
 
@@ -89,10 +91,9 @@ class Host:
             d.chmod(0o755)  # whatever the umask: the modules refuse directories others may write to
         shim = tmp / "shim"
         shim.mkdir()
-        # Ansible ships module_utils inside its payload; here they join ansible.module_utils at startup.
-        (shim / "sitecustomize.py").write_text(
-            "import ansible.module_utils as m\n"
-            f"m.__path__.append({str(UTILS)!r})\n")
+        # Ansible ships the collection's module_utils inside its payload; here the collection is on the path.
+        (shim / "ansible_collections").symlink_to(COLLECTIONS)
+        (shim / "sitecustomize.py").write_text("")
         self.shim = shim
         self.mounts: list[str] = []
 
@@ -453,8 +454,7 @@ def killed_while_removing_the_original(host: Host) -> tuple[Path, dict]:
                 "_os.unlink = _unlink\n")
     host.run("remediator_quarantine", {"run_id": RUN, "root": str(host.qroot),
                                        "paths": [{"path": "/usr/local/cuda-10.1"}]}, killed=True)
-    (host.shim / "sitecustomize.py").write_text("\n".join(
-        (host.shim / "sitecustomize.py").read_text().splitlines()[:2]) + "\n")  # the attack is over
+    (host.shim / "sitecustomize.py").write_text("")  # the attack is over
     manifest = json.loads((host.qroot / RUN / "manifest.json").read_text())
     assert manifest["items"][0]["state"] == "pending"
     assert digest(host.qroot / RUN / "items" / "0001") == before  # complete: renamed into place only then

@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
+from remediator.apply import collection_dir
 from remediator.lab.elf import Export, Kind, shared_object
 from remediator.matrix import load_matrix, parse_target
 from remediator.verify import CheckOptions, build_payload, judge, remote_script_source
 
 HERE = Path(__file__).resolve().parent
-REMOTE = HERE.parent.parent / "remediator" / "verify" / "remote.py"
+REMOTE = collection_dir() / "roles" / "gpu_check" / "files" / "gpu_check.py"
 FAKES = HERE.parent / "fixtures" / "verify" / "fakes"
 PYTHON36 = Path("/root/.pyenv/versions/3.6.15/bin/python3.6")
 TARGET = parse_target("pytorch==2.11.0")
