@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import click
 
+from remediator.ansible_facts import DEFAULT_MAX_AGE
 from remediator.cli.render import echo_json, printable, write_atomic
 from remediator.errors import ExitStatus, UsageError
-from remediator.facts import HostFacts, load_facts_file
+from remediator.facts import HostFacts
 from remediator.matrix import Matrix, Target, load_matrix, parse_target
 from remediator.plan import Action, HostPlan, Plan, Policy, TargetSource, plan_host, plan_inferred, unreachable
 from remediator.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
@@ -21,8 +22,13 @@ from remediator.targets import UNKNOWN_CODE
 @click.command("plan")
 @click.option("-i", "--inventory", metavar="INVENTORY", help="Ansible inventory (INI, YAML or a plugin).")
 @click.option("--limit", metavar="PATTERN", help="only hosts matching this Ansible pattern.")
-@click.option("--facts", "facts_path", metavar="FILE",
-              help="plan from saved facts (`remediate probe --out`) instead of probing.")
+@click.option("--facts", "facts_path", metavar="FILE|DIR",
+              help="plan from saved facts instead of probing: a `remediate probe --out` file, one host's Ansible "
+              "facts, or Ansible's jsonfile fact cache dir gathered with remediator.gpu.gpu_facts (docs/scale.md). "
+              "With -i too: the inventory's hosts, their remediate_target vars, facts from FILE|DIR.")
+@click.option("--facts-max-age", default=DEFAULT_MAX_AGE, show_default=True, type=click.IntRange(min=0),
+              metavar="SECONDS", help="a fact cache entry older than this fails its host (as Ansible's "
+              "fact_caching_timeout expires it); 0: any age.")
 @click.option("--target", metavar="FRAMEWORK==VERSION",
               help="what every host should run; default: each host's remediate_target inventory var, else "
               "the framework each env already has (inferred).")
@@ -39,8 +45,8 @@ from remediator.targets import UNKNOWN_CODE
               "each host's ansible_become. Never prompts: a host whose sudo wants a password fails alone.")
 @click.option("--timeout", default=DEFAULT_PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
               help="seconds the probe may run on one host; a host that takes longer fails alone.")
-def plan(inventory: str | None, limit: str | None, facts_path: str | None, target: str | None,
-         out_path: str | None, fmt: str, venv_root: str, allow_driver_changes: bool, forks: int,
+def plan(inventory: str | None, limit: str | None, facts_path: str | None, facts_max_age: int,
+         target: str | None, out_path: str | None, fmt: str, venv_root: str, allow_driver_changes: bool, forks: int,
          accept_new_host_keys: bool, become: bool | None, timeout: float) -> int:
     """Decide what each host needs to run its target, without changing anything.
 
@@ -49,6 +55,7 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
       remediate plan -i hosts.yml --out plan.json          # targets from remediate_target, else inferred
       remediate plan -i hosts.yml --limit 'gpu[0:9]' --target tensorflow==2.4.1
       remediate plan --facts facts.json --target pytorch==2.11.0 --format json
+      remediate plan --facts /var/cache/ansible/facts -i hosts.yml --out plan.json   # Ansible's fact cache
 
     \b
     Each host ends up in one of four states:
@@ -64,8 +71,10 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
     Exit 0 when there is nothing to do, 2 when changes are planned or hosts are blocked, 1 on error
     (bad input, or a host that could not be probed).
     """
-    if (inventory is None) == (facts_path is None):
-        raise UsageError("give exactly one of -i/--inventory and --facts")
+    if inventory is None and facts_path is None:
+        raise UsageError("give -i/--inventory (probe the hosts), --facts (saved facts), or both")
+    if limit is not None and inventory is None:
+        raise UsageError("--limit needs -i/--inventory", hint="with --facts alone every host of FILE|DIR is planned")
     why = check_venv_root(venv_root.rstrip("/") or "/")
     if why is not None:
         raise UsageError(f"--venv-root {venv_root!r}: {why}",
@@ -79,8 +88,7 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, targe
 
     hosts: list[HostPlan] = []
     if facts_path is not None:
-        for facts in load_facts_file(facts_path):
-            hosts.append(_plan_one(facts, fixed_target, matrix, policy))
+        hosts = _plan_gathered(facts_path, inventory, limit, facts_max_age, fixed_target, matrix, policy, become)
     else:
         hosts = _plan_inventory(inventory or "", limit, fixed_target, matrix, policy, forks, accept_new_host_keys,
                                 timeout, become)
@@ -141,6 +149,28 @@ def _plan_inventory(inventory: str, limit: str | None, target: Target | None, ma
         out.append(_plan_one(r.value, target, matrix, policy, by_name[r.host].target))
     return out
 
+
+def _plan_gathered(path: str, inventory: str | None, limit: str | None, max_age: int, target: Target | None,
+                   matrix: Matrix, policy: Policy, become: bool | None) -> list[HostPlan]:
+    """Plan from saved or Ansible-gathered facts; with an inventory, its hosts and their remediate_target."""
+    from remediator.ansible_facts import load_gathered
+
+    host_targets: dict[str, str | None] = {}
+    if inventory is not None:
+        from remediator.inventory import load_inventory
+
+        inv = load_inventory(inventory, limit, become=become)
+        host_targets = {h.name: h.target for h in inv.hosts}
+    gathered = load_gathered(path, hosts=list(host_targets) if inventory is not None else None, max_age=max_age)
+    for skipped in gathered.skipped:
+        click.echo(f"remediate: skipped {printable(skipped.path)}: {printable(skipped.reason)}", err=True)
+    out = []
+    for r in gathered.fleet.results:
+        if r.status != "ok" or r.value is None:
+            out.append(HostPlan(host=r.host, status="unreachable", error=r.error))
+        else:
+            out.append(_plan_one(r.value, target, matrix, policy, host_targets.get(r.host)))
+    return out
 
 
 def describe(action: Action) -> str:
