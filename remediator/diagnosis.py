@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from remediator.errors import UnknownVersionError
 from remediator.facts import CudaToolkit, CudnnInstall, Framework, HostFacts, PythonEnv
+from remediator.hostpaths import for_facts, toolkit_target
 from remediator.matrix import Matrix, Requirements, Target
 from remediator.resolve import norm as _norm
 from remediator.versions import RawVersion, try_version
@@ -61,9 +62,6 @@ _FAMILIES: dict[str, frozenset[str]] = {
     "pytorch": frozenset({"torch"}),
 }
 
-# Directories the dynamic loader searches after LD_LIBRARY_PATH and ld.so.conf (Debian/Ubuntu x86_64).
-_DEFAULT_LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
-                     "/usr/lib")
 _CUDA_LINK = "/usr/local/cuda"
 
 
@@ -277,21 +275,23 @@ def _resolve_cuda_link(path: str, facts: HostFacts) -> str:
     """The directory a loader entry or install path really is, as far as the facts tell.
 
     /usr/local/cuda/... maps to the toolkit the link resolves to (as the probe recorded it), and a
-    toolkit's lib64 to targets/x86_64-linux/lib, which it links to in every toolkit layout: the probe
-    reports library copies by their real directory, while loader entries name lib64.
+    toolkit's lib64 to targets/<arch>/lib (x86_64-linux, sbsa-linux, ...: hostpaths), which it links to in
+    every toolkit layout: the probe reports library copies by their real directory, while loader entries
+    name lib64.
     """
     p = _norm(path)
     default = facts.default_toolkit()
     if default is not None and (p == _CUDA_LINK or p.startswith(_CUDA_LINK + "/")):
         p = _norm(default.path) + p[len(_CUDA_LINK):]
-    return canonical_lib_dir(p, [t.path for t in facts.toolkits])
+    return canonical_lib_dir(p, facts)
 
 
-def canonical_lib_dir(path: str, toolkit_roots: Iterable[str]) -> str:
-    for root in toolkit_roots:
-        r = _norm(root)
+def canonical_lib_dir(path: str, facts: HostFacts) -> str:
+    """A toolkit's lib64 (or a path below it) as the targets/<arch>/lib dir it links to on this host."""
+    for t in facts.toolkits:
+        r = _norm(t.path)
         if path == f"{r}/lib64" or path.startswith(f"{r}/lib64/"):
-            return f"{r}/targets/x86_64-linux/lib" + path[len(r) + len("/lib64"):]
+            return f"{r}/targets/{toolkit_target(facts, r)}/lib" + path[len(r) + len("/lib64"):]
     return path
 
 
@@ -316,7 +316,7 @@ def _search_order(facts: HostFacts) -> list[tuple[str, str]]:
             add(e.path, f"LD_LIBRARY_PATH ({e.source})")
     for e in facts.loader.ld_so_conf:
         add(e.path, e.source)
-    for d in _DEFAULT_LIB_DIRS:
+    for d in for_facts(facts).default_dirs:
         add(d, "default loader path")
     return order
 

@@ -24,6 +24,7 @@ from remediator import __version__
 from remediator.action_rules import check_actions
 from remediator.diagnosis import Finding, canonical_lib_dir, diagnose
 from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
+from remediator.hostpaths import for_facts, package_lib_dir
 from remediator.matrix import Matrix, Requirements, Target, Variant
 from remediator.matrix.gpus import first_cuda_for, gpu_compute_capability
 from remediator.resolve import norm as _norm
@@ -54,8 +55,6 @@ _SYMBOL: dict[str, str] = {
 _DRIVER_BLOCKERS = ("DRIVER_MISSING", "DRIVER_LIBRARY_MISMATCH", "DRIVER_TOO_OLD", "DRIVER_USERSPACE_MISSING")
 # Python minor versions we may install through the package manager, newest first.
 _PYTHONS = ("3.14", "3.13", "3.12", "3.11", "3.10", "3.9", "3.8", "3.7", "3.6")
-_DEFAULT_LIB_DIRS = frozenset({"/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu",
-                               "/usr/lib/x86_64-linux-gnu"})
 
 
 DEFAULT_VENV_ROOT = "/opt/remediator/venvs"
@@ -443,7 +442,7 @@ class _Builder:
         default = self.facts.default_toolkit()
         if default is not None and (p == "/usr/local/cuda" or p.startswith("/usr/local/cuda/")):
             p = _norm(default.path) + p[len("/usr/local/cuda"):]
-        return canonical_lib_dir(p, [t.path for t in self.facts.toolkits])
+        return canonical_lib_dir(p, self.facts)
 
     # --- frameworks that use the system toolkit and cuDNN (TF <= 2.13) ---------------------------
 
@@ -473,7 +472,8 @@ class _Builder:
         dirs = [f"{toolkit_dir}/lib64"]
         # lib64 is a link to targets/<arch>/lib in every toolkit layout: a cuDNN there is already pinned.
         in_toolkit_libs = cudnn_dir is not None and _owner(cudnn_dir, [f"{toolkit_dir}/targets"]) is not None
-        if cudnn_dir and cudnn_dir not in _DEFAULT_LIB_DIRS and cudnn_dir not in dirs and not in_toolkit_libs:
+        default_dirs = for_facts(self.facts).default_dirs
+        if cudnn_dir and cudnn_dir not in default_dirs and cudnn_dir not in dirs and not in_toolkit_libs:
             dirs.append(cudnn_dir)
         self.add("pin_loader_path", "CUDA_WRONG_DEFAULT" if "CUDA_WRONG_DEFAULT" in errors else None,
                  "the venv loads exactly this toolkit and cuDNN, whatever the global loader path says",
@@ -540,7 +540,7 @@ class _Builder:
         self.add("install_package", "CUDNN_MISMATCH" if "CUDNN_MISMATCH" in errors else "CUDNN_MISSING",
                  f"cuDNN {req.cudnn} for CUDA {req.cuda}", manager="system", name=name,
                  version=f"{req.cudnn}.*+cuda{req.cuda}" if major in ("7", "8") else f"{req.cudnn}.*", extra=[])
-        return "/usr/lib/x86_64-linux-gnu"
+        return package_lib_dir(self.facts)
 
     def quarantine_cudnn_copy(self, copy: CudnnInstall, finding: str) -> None:
         files = [posixpath.join(copy.path, lib) for lib in copy.libraries]

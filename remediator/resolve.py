@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from remediator.facts import ElfDeps, HostFacts, LaunchEnv, LibDir, LibFile
+from remediator.hostpaths import for_facts
 
-DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
 # Launch envs every Python on the host can be started from, when the probe did not record any.
 SSH_COMMAND = "ssh command"
 _VERSION_IN_NAME = re.compile(r"\.so\.(\d+(?:\.\d+)*)$")
@@ -134,7 +134,7 @@ class Resolver:
                 hit = self.lib(entry.path, soname)
                 if hit is not None:
                     return Resolution(soname, label, hit, norm(entry.path), f"ld.so.conf ({entry.source})")
-        for d in DEFAULT_DIRS:
+        for d in for_facts(self.facts).default_dirs:
             hit = self.lib(d, soname)
             if hit is not None:
                 return Resolution(soname, label, hit, d, "a default loader directory")
@@ -177,5 +177,5 @@ def cuda_sonames(sonames: Iterable[str]) -> list[str]:
     return [s for s in dict.fromkeys(sonames) if cuda_family(s) is not None]
 
 
-__all__ = ["DEFAULT_DIRS", "Resolution", "Resolver", "Step", "cuda_family", "cuda_sonames", "norm",
+__all__ = ["Resolution", "Resolver", "Step", "cuda_family", "cuda_sonames", "norm",
            "version_from_name"]

@@ -19,7 +19,7 @@ ALLOWLIST: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("toolkit dir", re.compile(rf"/(?:usr/local|opt)/cuda-{_VER}")),
     ("CUDA link", re.compile(r"/usr/local/cuda(?:-\d{1,2})?")),
     ("cuDNN file in a toolkit", re.compile(
-        rf"/(?:usr/local|opt)/cuda(?:-{_VER})?/(?:lib64|lib|include|targets/x86_64-linux/(?:lib|include))"
+        rf"/(?:usr/local|opt)/cuda(?:-{_VER})?/(?:lib64|lib|include|targets/(?:x86_64|sbsa|aarch64|ppc64le)-linux/(?:lib|include))"
         r"/(?:libcudnn[A-Za-z_]*\.so(?:\.\d{1,3}){0,3}|libcudnn[A-Za-z_]*_static\.a|cudnn[A-Za-z_]*\.h)")),
     ("loader config", re.compile(r"/etc/ld\.so\.conf\.d/[A-Za-z0-9_.+-]{1,100}\.conf")),
     ("login environment script", re.compile(r"/etc/profile\.d/[A-Za-z0-9_.+-]{1,100}\.sh")),

@@ -30,7 +30,8 @@ ALLOWLIST_PATTERNS = (
     ("toolkit dir", r"/(?:usr/local|opt)/cuda-" + _VER),
     ("CUDA link", r"/usr/local/cuda(?:-\d{1,2})?"),
     ("cuDNN file in a toolkit",
-     r"/(?:usr/local|opt)/cuda(?:-" + _VER + r")?/(?:lib64|lib|include|targets/x86_64-linux/(?:lib|include))"
+     r"/(?:usr/local|opt)/cuda(?:-" + _VER + r")?/(?:lib64|lib|include|"
+     r"targets/(?:x86_64|sbsa|aarch64|ppc64le)-linux/(?:lib|include))"
      r"/(?:libcudnn[A-Za-z_]*\.so(?:\.\d{1,3}){0,3}|libcudnn[A-Za-z_]*_static\.a|cudnn[A-Za-z_]*\.h)"),
     ("loader config", r"/etc/ld\.so\.conf\.d/[A-Za-z0-9_.+-]{1,100}\.conf"),
     ("login environment script", r"/etc/profile\.d/[A-Za-z0-9_.+-]{1,100}\.sh"),
