@@ -32,8 +32,13 @@ def state_db_option(f: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("drift")
-@click.option("-i", "--inventory", metavar="INVENTORY", required=True, help="Ansible inventory.")
+@click.option("-i", "--inventory", metavar="INVENTORY", help="Ansible inventory (required unless --facts).")
 @click.option("--limit", metavar="PATTERN", help="only hosts matching this Ansible pattern.")
+@click.option("--facts", "facts_path", metavar="FILE|DIR",
+              help="check facts gathered by Ansible (remediator.gpu.gpu_facts into its jsonfile fact cache, "
+              "docs/scale.md) instead of probing; with -i, the inventory's hosts and their remediate_target.")
+@click.option("--facts-max-age", default=86400, show_default=True, type=click.IntRange(min=0), metavar="SECONDS",
+              help="with --facts: an entry older than this fails its host; 0: any age.")
 @click.option("--target", metavar="FRAMEWORK==VERSION",
               help="what every host should run; default: each host's remediate_target inventory var, else "
               "the framework each env already has (inferred).")
@@ -53,7 +58,8 @@ def state_db_option(f: click.decorators.FC) -> click.decorators.FC:
               "each host's ansible_become. Never prompts: a host whose sudo wants a password fails alone.")
 @click.option("--timeout", default=DEFAULT_PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
               help="seconds the probe may run on one host; a host that takes longer fails alone.")
-def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textfile: str | None, baseline: bool,
+def drift(inventory: str | None, limit: str | None, facts_path: str | None, facts_max_age: int,
+          target: str | None, fmt: str, textfile: str | None, baseline: bool,
           accept: bool, state_db: str | None, forks: int, accept_new_host_keys: bool, become: bool | None,
           timeout: float) -> int:
     """Check the fleet for drift: from its target (diagnosis) and from its last known-good state.
@@ -69,6 +75,7 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
       remediate drift -i hosts.yml                     # later: what changed since?
       remediate drift -i hosts.yml --limit gpu07 --accept   # gpu07 changed on purpose: new known-good
       remediate drift -i hosts.yml --prometheus-textfile /var/lib/prometheus/node-exporter/remediator.prom
+      remediate drift --facts /var/cache/ansible/facts -i hosts.yml   # facts from Ansible's cache
 
     Exit 0 when no host drifted, 2 when any did (changed since known-good, or error findings
     against its target), 1 on error (bad input, or a host that could not be probed).
@@ -83,12 +90,20 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
     matrix = load_matrix()
     if fixed is not None:
         matrix.requirements_for(fixed)
-    inv = load_inventory(inventory, limit, become=become)
-    if not inv.hosts:
-        raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
+    if inventory is None and facts_path is None:
+        raise UsageError("give -i/--inventory (probe the hosts), --facts (gathered facts), or both")
+    if limit is not None and inventory is None:
+        raise UsageError("--limit needs -i/--inventory", hint="with --facts alone every host of FILE|DIR is checked")
+    probe: ProbeFn | None = None
+    if facts_path is not None:
+        hosts, probe = _gathered(facts_path, inventory, limit, facts_max_age, become)
+    else:
+        hosts = load_inventory(inventory or "", limit, become=become).hosts
+    if not hosts:
+        raise UsageError(f"no hosts in {inventory or facts_path}" + (f" match --limit {limit!r}" if limit else ""))
     with Store.open(state_db) as store:
-        run = run_drift(inv.hosts, store, matrix, fixed_target=fixed, baseline=baseline, accept=accept,
-                        forks=forks, accept_new_host_keys=accept_new_host_keys, timeout=timeout)
+        run = run_drift(hosts, store, matrix, fixed_target=fixed, baseline=baseline, accept=accept,
+                        forks=forks, accept_new_host_keys=accept_new_host_keys, timeout=timeout, probe=probe)
         status = exit_status(run)
         if textfile is not None:
             from remediator.metrics import drift_metrics, write_textfile
@@ -106,6 +121,23 @@ def drift(inventory: str, limit: str | None, target: str | None, fmt: str, textf
     else:
         click.echo(render_text(run))
     return int(status)
+
+
+def _gathered(path: str, inventory: str | None, limit: str | None, max_age: int,
+              become: bool | None) -> tuple[Sequence[InventoryHost], ProbeFn]:
+    """The hosts to check and a `probe` that reads their facts from Ansible's cache instead of the hosts."""
+    from remediator.ansible_facts import load_gathered
+    from remediator.inventory import InventoryHost, load_inventory
+
+    if inventory is not None:
+        hosts: Sequence[InventoryHost] = load_inventory(inventory, limit, become=become).hosts
+        gathered = load_gathered(path, hosts=[h.name for h in hosts], max_age=max_age)
+    else:
+        gathered = load_gathered(path, max_age=max_age)
+        hosts = [InventoryHost(name=name, address=name) for name in gathered.hosts]
+    for skipped in gathered.skipped:
+        click.echo(f"remediate: skipped {printable(skipped.path)}: {printable(skipped.reason)}", err=True)
+    return hosts, lambda *_args, **_kwargs: gathered.fleet
 
 
 def exit_status(run: DriftRun) -> ExitStatus:
