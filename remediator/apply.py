@@ -961,10 +961,11 @@ class _StoreHook:
         self.emit = emit
 
     def record(self, result: ApplyResult) -> None:
-        if not self.options.record_state:
+        from remediator.state import open_store, switched_off
+
+        if not self.options.record_state or switched_off(self.options.state_db):
             return
         try:
-            from remediator.state import open_store
 
             with open_store(self.options.state_db) as store:
                 store.start_run(self.command, run_id=self.run_id)

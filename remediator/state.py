@@ -54,6 +54,12 @@ def default_path(environ: Mapping[str, str] | None = None) -> Path:
     return root / "remediator" / "state.db"
 
 
+def switched_off(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """`--state-db off` or REMEDIATE_STATE_DB=off: record nothing, and say so to commands that must read."""
+    value = path if path is not None else (os.environ if environ is None else environ).get(ENV_VAR, "")
+    return os.fspath(value).strip().lower() == "off"
+
+
 def new_run_id(now: float | None = None) -> str:
     """A sortable id for one command run: UTC time plus random bits (`20260510T120000Z-3f9a1c`)."""
     stamp = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
@@ -243,7 +249,13 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time,
              migrations: Sequence[Callable[[sqlite3.Connection], None]] = MIGRATIONS) -> Store:
-        """Open (creating it and its directory when missing) and migrate the store at `path`."""
+        """Open (creating it and its directory when missing) and migrate the store at `path`.
+
+        A store switched off (`switched_off`) is a StateError here: recording commands check first and
+        skip; commands that read it (history, report, drift's known-good) say it is off."""
+        if switched_off(path):
+            raise StateError(f"the state store is switched off ({ENV_VAR}=off): nothing to read or record",
+                             hint=f"unset {ENV_VAR}, or pass --state-db FILE")
         target = Path(path) if path is not None else default_path()
         where = str(target)
         try:

@@ -12,7 +12,7 @@ import click
 from remediator.cli.drift import state_db_option
 from remediator.cli.render import echo_json, printable
 from remediator.errors import ExitStatus, RemediatorError, UsageError
-from remediator.state import ENV_VAR, Store, iso, new_run_id
+from remediator.state import ENV_VAR, Store, iso, new_run_id, switched_off
 
 if TYPE_CHECKING:
     from remediator.facts import HostFacts
@@ -69,8 +69,7 @@ def _fp(facts: HostFacts) -> str:
 
 def _store_path() -> str | None:
     """None when recording is switched off with REMEDIATE_STATE_DB=off."""
-    value = os.environ.get(ENV_VAR, "")
-    return None if value.lower() == "off" else value or ""
+    return None if switched_off() else os.environ.get(ENV_VAR, "")
 
 
 def _warn(what: str, exc: Exception) -> None:

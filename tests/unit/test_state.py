@@ -245,3 +245,42 @@ def test_history_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["history", "gpu99", "--state-db", db]) == 1
     err = capsys.readouterr().err
     assert "no records of host 'gpu99'" in err and "gpu01" in err
+
+
+def test_a_store_switched_off_is_never_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """REMEDIATE_STATE_DB=off: the commands that read the store say it is off, and none creates a file `off`
+    (history, report and drift used to open ./off as a SQLite file)."""
+    from remediator.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REMEDIATE_STATE_DB", "off")
+    with pytest.raises(StateError, match="switched off"):
+        Store.open()
+    with pytest.raises(StateError, match="switched off"):
+        Store.open("OFF")
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    gpu01:\n      ansible_host: 127.0.0.1\n")
+    for argv in (["history", "gpu01"],
+                 ["drift", "-i", str(inventory)]):
+        status = main(argv)
+        err = capsys.readouterr().err
+        assert status == 1 and "state store is switched off" in err and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts.yml"]
+
+
+def test_apply_records_nothing_when_the_store_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remediator.apply import ApplyOptions, ApplyResult, _StoreHook
+
+    monkeypatch.chdir(tmp_path)
+    events: list[object] = []
+    result = ApplyResult(kind="apply", run_id="20261208T000000Z-abcdef", private_data_dir=str(tmp_path),
+                         state="finished", hosts=())
+    _StoreHook(ApplyOptions(playbooks_dir=tmp_path, state_dir=tmp_path / "s", state_db="off"),
+               result.run_id, "apply", events.append).record(result)
+    assert events == [] and not (tmp_path / "off").exists()
+    # The same hook with a real path records the run.
+    _StoreHook(ApplyOptions(playbooks_dir=tmp_path, state_dir=tmp_path / "s", state_db=str(tmp_path / "s.db")),
+               result.run_id, "apply", events.append).record(result)
+    with Store.open(tmp_path / "s.db") as s:
+        assert s.last_run("apply") is not None
