@@ -4,8 +4,8 @@ use to record into the store without ever failing because of it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -104,3 +104,22 @@ def record_plan_safely(plan: Plan) -> None:
             store.record_plan(plan, run_id=run_id)
     except Exception as exc:  # recording is a side effect: it must never fail the command
         _warn("plan", exc)
+
+
+
+def record_verify_safely(hosts: Sequence[Mapping[str, Any]], command: str = "verify") -> None:
+    """Record a standalone verify's per-host entries (as `verify --format json` lists them) in the default
+    store, for `remediate history`; warn on stderr and go on if that fails. It never sets a known-good state:
+    that needs the facts of an apply (docs/drift.md)."""
+    path = _store_path()
+    if path is None:
+        return
+    try:
+        with Store.open(path or None) as store:
+            run_id = store.start_run(command, run_id=new_run_id())
+            with store.batch():
+                for entry in hosts:
+                    store.record_verify(str(entry["host"]), dict(entry), passed=entry.get("status") == "passed",
+                                        run_id=run_id)
+    except Exception as exc:  # recording is a side effect: it must never fail the command
+        _warn("verify", exc)

@@ -113,8 +113,13 @@ def verify(inventory: str | None, limit: str | None, local: bool, report_path: s
                              connect_timeout=connect_timeout)
         results = list(fleet.results)
     status = exit_status(results)
+    document = verify_document(results, target, matrix, status)
+    if not report_path:  # a run on hosts (not a saved report judged again): `remediate history` shows it
+        from remediator.cli.history import record_verify_safely  # the state store; never fails the command
+
+        record_verify_safely(document["hosts"])
     if fmt == "json":
-        echo_json(verify_document(results, target, matrix, status))
+        echo_json(document)
     else:
         click.echo(render_text(results, time.monotonic() - started))
     return int(status)

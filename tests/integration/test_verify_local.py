@@ -53,3 +53,25 @@ def test_local_without_target_runs_the_driver_rungs(capsys: pytest.CaptureFixtur
     assert main(["verify", "--local", "--format", "json"]) == 0
     v = json.loads(capsys.readouterr().out)["hosts"][0]["verification"]
     assert v["target"] is None and v["rungs"][0]["status"] == "skip"
+
+
+def test_a_standalone_verify_is_in_the_history(tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`remediate history` promises verify runs; a verify on its own (not after an apply) is recorded too."""
+    db = f"{tmp_path}/state.db"
+    monkeypatch.setenv("REMEDIATE_STATE_DB", db)
+    assert main(["verify", "--local", "--target", "pytorch==2.11.0"]) == 0
+    capsys.readouterr()
+    assert main(["history", "localhost", "--format", "json"]) == 0
+    events = json.loads(capsys.readouterr().out)["events"]
+    verifies = [e for e in events if e["kind"] == "verify"]
+    assert len(verifies) == 1 and verifies[0]["status"] == "passed", events
+    assert verifies[0]["data"]["verification"]["target"] == "pytorch==2.11.0"
+    # Judging a saved report again is not a new check of the host: nothing more is recorded.
+    report = tmp_path / "check.json"  # type: ignore[operator]
+    assert main(["verify", "--local", "--target", "pytorch==2.11.0", "--format", "json"]) == 0
+    report.write_text(json.dumps(json.loads(capsys.readouterr().out)))
+    assert main(["verify", "--report", str(report)]) == 0
+    capsys.readouterr()
+    assert main(["history", "localhost", "--format", "json"]) == 0
+    assert len([e for e in json.loads(capsys.readouterr().out)["events"] if e["kind"] == "verify"]) == 2
