@@ -27,10 +27,20 @@ def cli() -> None:
 
     \b
     The flow, one command per step:
-      remediate probe     -i INVENTORY            read each host's GPU stack over SSH
-      remediate diagnose  --facts F --target T    check facts against the compatibility matrix
-      remediate matrix show tensorflow==2.4.1     what a framework version needs
-      remediate lab up                            a local fleet of broken hosts to try it on
+      remediate probe    -i INV --out facts.json     read each host's GPU stack over SSH (one round trip)
+      remediate plan     -i INV --out plan.json      what each host needs for its target; changes nothing
+      remediate apply    plan.json -i INV            do it through ansible-runner, canary first, then verify
+      remediate verify   -i INV                      the GPU check, rung by rung, a matmul on every GPU
+      remediate rollback RUN_ID -i INV               undo a run, byte for byte, from its quarantine
+      remediate drift    -i INV                      what changed since the last known-good state
+
+    \b
+    And around it:
+      remediate diagnose --facts F --target T        findings for saved facts
+      remediate matrix show tensorflow==2.4.1        what a framework version needs, with sources
+      remediate history HOST / report --html F       a host's timeline / one page of the fleet
+      remediate schedule install --every 6h -i INV   drift checks on a timer
+      remediate lab up                               a local fleet of broken hosts to try it on
 
     \b
     Exit codes (the same for every command):

@@ -80,3 +80,18 @@ def test_unexpected_errors_print_one_line_and_where_the_traceback_went(
     path = err.rsplit("written to ", 1)[1].rstrip(")")
     assert "ZeroDivisionError" in Path(path).read_text()
     Path(path).unlink()
+
+
+def test_top_level_help_teaches_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`remediate --help` walks the whole flow: each command appears with an example line, not only in
+    click's one-line list."""
+    from remediator.cli import cli
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    flow = out.split("Exit codes")[0]
+    commands = set(cli.commands)
+    assert {"probe", "plan", "apply", "verify", "rollback", "drift", "diagnose", "matrix", "history", "report",
+            "schedule", "lab"} <= commands
+    for name in commands:
+        assert f"remediate {name} " in flow or f"/ {name} " in flow, name
