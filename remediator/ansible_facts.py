@@ -46,6 +46,78 @@ _SCHEMA_PREFIX_RE = re.compile(r"s[0-9]{1,4}_")
 _PAYLOAD_KEY = "__payload__"
 
 
+#: docs/facts-schema.json (a unit test keeps the two equal): the probe document's shape, checked on every
+#: gathered document before the parser reads it; the parser then checks every field it uses.
+DOCUMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema_version", "probe"],
+    "properties": {
+        "schema_version": {"const": 1},
+        "probe": {
+            "type": "object",
+            "properties": {
+                "script": {"type": "string"},
+                "python": {"type": "string"},
+                "executable": {"type": ["string", "null"]},
+                "root": {"type": "string"},
+                "uid": {"type": ["integer", "null"]},
+                "collected_at": {"type": "string"},
+                "duration_s": {"type": "number"},
+            },
+        },
+        "os": {
+            "$ref": "#/$defs/object_or_null",
+            "properties": {
+                "os_release": {"type": ["string", "null"]},
+                "kernel": {"type": ["string", "null"]},
+                "arch": {"type": ["string", "null"]},
+            },
+        },
+        "ld_so_conf": {"$ref": "#/$defs/objects"},
+        "ld_library_path": {"type": ["array", "null"]},
+        "ldconfig": {"$ref": "#/$defs/object_or_null"},
+        "alternatives": {"type": ["array", "null"]},
+        "toolkits": {"$ref": "#/$defs/objects"},
+        "default_toolkit": {"$ref": "#/$defs/object_or_null"},
+        "installer_logs": {"type": ["array", "null"]},
+        "pythons": {"$ref": "#/$defs/objects"},
+        "running_python": {"$ref": "#/$defs/object_or_null"},
+        "envs": {"$ref": "#/$defs/objects"},
+        "driver": {
+            "$ref": "#/$defs/object_or_null",
+            "properties": {
+                "nvml": {"$ref": "#/$defs/object_or_null"},
+                "nvidia_smi": {"type": ["array", "object", "null"]},
+                "proc_version": {"type": ["string", "object", "null"]},
+                "proc_gpus": {"type": ["array", "null"]},
+                "pci": {"type": ["array", "null"]},
+            },
+        },
+        "packages": {
+            "$ref": "#/$defs/object_or_null",
+            "properties": {"dpkg": {"$ref": "#/$defs/object_or_null"}, "rpm": {"$ref": "#/$defs/object_or_null"}},
+        },
+        "lib_dirs": {"$ref": "#/$defs/objects"},
+        "headers": {"type": ["array", "null"]},
+        "launch_envs": {"$ref": "#/$defs/objects"},
+        "libdirs": {"$ref": "#/$defs/objects"},
+        "notes": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "required": ["where", "message"],
+                "properties": {"where": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "unread": {"type": ["array", "null"], "items": {"type": "string"}},
+    },
+    "$defs": {
+        "object_or_null": {"type": ["object", "null"]},
+        "objects": {"type": ["array", "null"], "items": {"type": "object"}},
+    },
+}
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A file of a facts directory that is no host's entry, and why."""
@@ -90,7 +162,7 @@ def load_gathered(path: str, *, hosts: Sequence[str] | None = None, max_age: flo
         entries, skipped = _read_file(path), []
     else:
         raise InputError(path, "neither a regular file nor a directory")
-    results = _select(entries, hosts, path)
+    results = _select(entries, hosts, path, skipped)
     return GatheredFacts(FleetResult(tuple(results)), tuple(skipped))
 
 
@@ -100,10 +172,70 @@ def load_gathered(path: str, *, hosts: Sequence[str] | None = None, max_age: flo
 def facts_from_entry(entry: Any, host: str, where: str) -> HostFacts:
     """HostFacts from one host's Ansible facts (a cache entry, a module result or a hostvars dict)."""
     doc = _document(entry, where)
+    problem = schema_problem(doc, DOCUMENT_SCHEMA)
+    if problem is not None:
+        raise InputError(where, f"{FACT_NAME}: {problem}", hint="not a document of remediator.gpu.gpu_facts "
+                         "(docs/facts-schema.json); gather again with this remediate's collection")
     try:
         return parse_probe_document(doc, host=host)
     except ProbeError as exc:
         raise InputError(where, exc.message, hint=exc.hint) from None
+
+
+def schema_problem(value: Any, schema: Mapping[str, Any], path: str = "") -> str | None:
+    """What in `value` breaks `schema`, or None. The JSON Schema subset docs/facts-schema.json uses: type,
+    const, required, properties, items and local $ref."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        target: Any = DOCUMENT_SCHEMA
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        problem = schema_problem(value, target, path)
+        if problem is not None:
+            return problem
+    where = path or "<document>"
+    if "const" in schema and (value != schema["const"] or type(value) is not type(schema["const"])):
+        return f"{where}: must be {schema['const']!r}, not {value!r}"[:300]
+    types = schema.get("type")
+    if types is not None:
+        allowed = [types] if isinstance(types, str) else list(types)
+        if not any(_is_type(value, t) for t in allowed):
+            return f"{where}: expected {' or '.join(allowed)}, got {_json_type(value)}"
+    if isinstance(value, Mapping):
+        for key in schema.get("required", ()):
+            if key not in value:
+                return f"{where}: {key} is missing"
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                problem = schema_problem(value[key], sub, f"{path}.{key}" if path else key)
+                if problem is not None:
+                    return problem
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            problem = schema_problem(item, schema["items"], f"{path}[{i}]")
+            if problem is not None:
+                return problem
+    return None
+
+
+def _is_type(value: Any, name: str) -> bool:
+    return _json_type(value) == name or (name == "number" and _json_type(value) == "integer")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, Mapping) else type(value).__name__
 
 
 def _document(entry: Any, where: str) -> Any:
@@ -204,11 +336,12 @@ def _read_dir(path: str, max_age: float, now: float) -> tuple[_Entries, list[Ski
         try:
             data = _loads(_read_bounded(full, full), full)
         except InputError as exc:
-            host = _host_of(name, None)
-            if host is None:
-                skipped.append(Skipped(full, exc.message.removeprefix(f"{full}: ")))
-            else:  # named like a host: that host's entry is broken, and the host is told so
+            m = _SCHEMA_PREFIX_RE.match(name)
+            host = name[m.end():] if m else None
+            if host is not None and _HOST_RE.fullmatch(host):  # ansible-core's entry of that host, broken
                 entries[host] = exc
+            else:  # some other file (or a pre-2.19 entry, broken): a host of the inventory that wants it is told
+                skipped.append(Skipped(full, exc.message.removeprefix(f"{full}: ")))
             continue
         host = _host_of(name, data)
         if host is None:
@@ -227,7 +360,7 @@ def _read_dir(path: str, max_age: float, now: float) -> tuple[_Entries, list[Ski
                                              f"{int(max_age)}s", hint="gather again, or raise --facts-max-age")
             continue
         entries[host] = _entry(data, host, full)
-    return entries, skipped
+    return dict(sorted(entries.items())), skipped
 
 
 def _list(path: str) -> list[str]:
@@ -303,12 +436,16 @@ def _read_bounded(path: str, where: str) -> bytes:
 # --- choosing hosts -----------------------------------------------------------------------------
 
 
-def _select(entries: _Entries, hosts: Sequence[str] | None, path: str) -> list[HostResult[HostFacts]]:
-    names: Iterable[str] = hosts if hosts is not None else list(entries)  # a directory's: sorted by name
+def _select(entries: _Entries, hosts: Sequence[str] | None, path: str,
+            skipped: Sequence[Skipped]) -> list[HostResult[HostFacts]]:
+    unread = {os.path.basename(s.path): s for s in skipped}
+    names: Iterable[str] = hosts if hosts is not None else list(entries)  # a directory's sorted by host
     out: list[HostResult[HostFacts]] = []
     for name in names:
         got = entries.get(name)
-        if got is None:
+        if got is None and name in unread:
+            out.append(HostResult(name, "failed", error=f"{unread[name].path}: {unread[name].reason}"))
+        elif got is None:
             out.append(HostResult(name, "failed", error=f"no facts for this host in {path}",
                                   hint="gather them with the remediator.gpu.gpu_facts module (docs/scale.md)"))
         elif isinstance(got, InputError):
