@@ -79,10 +79,6 @@ class FleetResult(Generic[T]):
     def all_ok(self) -> bool:
         return all(r.ok for r in self.results)
 
-    def failed_fraction(self) -> float:
-        """Share of hosts not ok (failed or unreachable), for a fail-percent threshold."""
-        return sum(not r.ok for r in self.results) / len(self.results) if self.results else 0.0
-
 
 def outcome_of(exc: BaseException) -> tuple[Status, str, str | None]:
     """Status, one-line message and hint for an exception raised by a host's work."""

@@ -1654,11 +1654,6 @@ def _matmul_rung(ctx: _Context, runtime: Rung) -> tuple[Rung, tuple[GpuReport, .
     return Rung(4, "matmul", "pass", summary, evidence=tuple(evidence), notes=notes), gpus
 
 
-def parse_verify_document(data: Any, *, host: str, target: Target | None, matrix: Matrix) -> HostVerification:
-    """Alias of `judge` for a document already decoded from JSON (recorded fixtures)."""
-    return judge(data, host=host, target=target, matrix=matrix)
-
-
 __all__ = [
     "DEFAULT_SIZE",
     "DEFAULT_TIMEOUT",
@@ -1678,7 +1673,6 @@ __all__ = [
     "VerifyError",
     "build_payload",
     "judge",
-    "parse_verify_document",
     "parse_verify_output",
     "python_candidates",
     "remote_script_source",
