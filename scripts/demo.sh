@@ -27,7 +27,9 @@ step "1. a lab fleet of broken GPU hosts" "$R" lab up --state "$LAB"
 
 run "2. what a target needs, from the compatibility matrix" "$R" matrix show tensorflow==2.12.0
 run "3. probe every host over SSH (one round trip each)" "$R" probe -i "$INV" --limit '!hostile:!sudopassword' --out "$WORK/facts.json"
-run "4. what is wrong with one host" "$R" diagnose --facts "$WORK/facts.json" --target tensorflow==2.5.0
+"$R" probe -i "$INV" --limit cuda-wrong-default --out "$WORK/one-host.json" >/dev/null
+run "4. what is wrong with one host (cuda-wrong-default, which should run TensorFlow 2.5.0)" \
+  "$R" diagnose --facts "$WORK/one-host.json" --target tensorflow==2.5.0
 run "5. the plan for the whole fleet (changes nothing)" "$R" plan -i "$INV" --limit '!hostile:!sudopassword' --out "$WORK/plan.json"
 run "6. apply it in check mode: what the playbooks would change" \
   "$R" apply "$WORK/plan.json" -i "$INV" --check --limit lib-shadowed-pip:cudnn-shadowed:framework-version-mismatch \
