@@ -45,8 +45,14 @@ _LOADER_DIRS = (
     re.compile(r"/(?:usr/)?lib(?:64|32)?(?:/(?:x86_64|aarch64)-linux-gnu)?"),
     re.compile(r"/(?:usr/local|opt)/(?:nvidia/)?cudnn[A-Za-z0-9_.+-]{0,60}/lib(?:64)?"),
 )
-_KINDS = frozenset({"quarantine_path", "remove_package", "set_cuda_link", "install_package", "create_venv",
-                    "pip_install", "pin_loader_path", "upgrade_driver", "reboot"})
+_KINDS = frozenset({"quarantine_path", "remove_package", "set_cuda_link", "install_package", "install_python",
+                    "create_venv", "pip_install", "pin_loader_path", "upgrade_driver", "reboot"})
+# A Python mirror (remediator_python_mirror): https:// or file://, then only URL path characters; no
+# credentials, query, fragment, whitespace, quotes or shell and template characters.
+_MIRROR = re.compile(r"https://[A-Za-z0-9.-]{1,253}(?::\d{1,5})?(?:/[A-Za-z0-9._~+-]{1,200}){0,32}/?"
+                     r"|file://(?:/[A-Za-z0-9._~+-]{1,200}){1,32}/?")
+# What uv is asked to install: a CPython range as the matrix writes it (>=3.6,<3.9) or one minor.
+_PY_REQUEST = re.compile(r"(?:>=3\.\d{1,2},<3\.\d{1,2}|3\.\d{1,2})")
 _TEXT_MAX = 2000
 
 
@@ -87,7 +93,8 @@ def check_actions(actions: Sequence[Any], venv_root: str) -> list[RuleViolation]
             out.append(RuleViolation(i, kind, "params", _show(params), "not a mapping"))
             continue
         found: list[tuple[str, Any, str]] = []
-        if root_problem is not None and kind in ("create_venv", "pip_install", "pin_loader_path", "quarantine_path"):
+        if root_problem is not None and kind in ("create_venv", "pip_install", "pin_loader_path", "quarantine_path",
+                                                 "install_python"):
             found.append(("venv root", venv_root, root_problem))
         found += _common(extra)
         found += _RULES[kind](params, venv_root)
@@ -123,7 +130,8 @@ _FIELDS: dict[str, frozenset[str]] = {
     "remove_package": frozenset({"manager", "name", "version"}),
     "set_cuda_link": frozenset({"link", "target", "previous", "via_alternatives"}),
     "install_package": frozenset({"manager", "name", "version", "extra"}),
-    "create_venv": frozenset({"path", "python"}),
+    "install_python": frozenset({"version", "home", "mirror"}),
+    "create_venv": frozenset({"path", "python", "uv"}),
     "pip_install": frozenset({"venv", "requirements", "expected_wheels", "package_index"}),
     "pin_loader_path": frozenset({"venv", "ld_library_path"}),
     "upgrade_driver": frozenset({"current", "min_version", "reboot"}),
@@ -182,12 +190,41 @@ def _set_cuda_link(p: Mapping[str, Any], root: str) -> Problems:
     return out
 
 
+def _install_python(p: Mapping[str, Any], root: str) -> Problems:
+    out = _venv(p.get("home"), root, "params.home")
+    if not _fits(_PY_REQUEST, p.get("version")):
+        out.append(("params.version", p.get("version"), "not a CPython range (>=3.6,<3.9) or minor (3.8)"))
+    why = mirror_problem(p.get("mirror"))
+    if why is not None:
+        out.append(("params.mirror", p.get("mirror"), why))
+    return out
+
+
+def mirror_problem(url: object) -> str | None:
+    """Why `url` is not a Python mirror remediate hands to uv, or None."""
+    if not isinstance(url, str) or not url:
+        return "not a URL"
+    if not _fits(_MIRROR, url) or "/../" in url + "/" or "/./" in url + "/":
+        return ("not an https:// or file:// URL of plain path characters (no credentials, query, spaces, quotes, "
+                "shell or template characters)")
+    return None
+
+
 def _create_venv(p: Mapping[str, Any], root: str) -> Problems:
     out = _venv(p.get("path"), root, "params.path")
     python = p.get("python")
     if not _is_interpreter(python):
         out.append(("params.python", python, "not an interpreter path (an absolute normalised path "
                                              "ending in bin/python, bin/python3 or bin/python3.N)"))
+    uv = p.get("uv")
+    if uv is not None:
+        # The uv that install_python copied beside the venv: <venv root>/<name>-python/uv, nothing else.
+        home = posixpath.dirname(uv) if isinstance(uv, str) else None
+        if (posixpath.basename(str(uv)) != "uv" or home is None or _venv(home, root, "params.uv")
+                or not home.endswith("-python")):
+            out.append(("params.uv", uv, "not the uv of a Python home under the venv root (<root>/<name>-python/uv)"))
+        elif isinstance(python, str) and not python.startswith(home + "/"):
+            out.append(("params.python", python, "not the interpreter of the Python home uv made"))
     return out
 
 
@@ -245,7 +282,8 @@ def _reboot(p: Mapping[str, Any], root: str) -> Problems:
 
 _RULES = {
     "quarantine_path": _quarantine, "remove_package": _remove_package, "set_cuda_link": _set_cuda_link,
-    "install_package": _install_package, "create_venv": _create_venv, "pip_install": _pip_install,
+    "install_package": _install_package, "install_python": _install_python, "create_venv": _create_venv,
+    "pip_install": _pip_install,
     "pin_loader_path": _pin_loader_path, "upgrade_driver": _upgrade_driver, "reboot": _reboot,
 }
 
@@ -325,4 +363,4 @@ def _show(value: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-__all__ = ["RuleViolation", "check_actions", "check_target"]
+__all__ = ["RuleViolation", "check_actions", "check_target", "mirror_problem"]

@@ -340,7 +340,9 @@ def _host(path: str, host: Any, variables: Any, loader: Any) -> InventoryHost:
     if strict is None and checking is not None and not boolean(checking, strict=False):
         strict = "no"  # what ansible's ssh plugin passes for host_key_checking=False
 
-    remediate = {str(k): get(str(k)) for k in hostvars if isinstance(k, str) and k.startswith("remediate_")}
+    # remediate_* vars, and the one playbook var the plan itself reads (where a Python the distro lacks comes from).
+    remediate = {str(k): get(str(k)) for k in hostvars
+                 if isinstance(k, str) and (k.startswith("remediate_") or k == "remediator_python_mirror")}
     target = remediate.get("remediate_target")
     groups = tuple(sorted(str(g.name) for g in host.get_groups() if g.name != "all"))
     return InventoryHost(

@@ -27,6 +27,7 @@ from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
 from remediator.hostpaths import for_facts, package_lib_dir
 from remediator.matrix import Matrix, Requirements, Target, Variant
 from remediator.matrix.gpus import first_cuda_for, gpu_compute_capability
+from remediator.pythons import choose_python
 from remediator.resolve import norm as _norm
 from remediator.safety import check_path
 from remediator.targets import InferredTarget, diagnose_inferred, infer_targets, known
@@ -42,6 +43,7 @@ ActionKind = Literal[
     "remove_package",  # remove a deb/rpm package, recording its exact version for rollback
     "set_cuda_link",  # point /usr/local/cuda (or its alternatives entry) at a toolkit
     "install_package",  # a system package: toolkit, cuDNN, Python
+    "install_python",  # a uv-managed CPython from the host's Python mirror, beside the venv
     "create_venv",  # an isolated venv for the target
     "pip_install",  # the framework, pinned exactly, into that venv
     "pin_loader_path",  # the venv's activation sets LD_LIBRARY_PATH to exactly these dirs
@@ -50,11 +52,10 @@ ActionKind = Literal[
 ]
 _SYMBOL: dict[str, str] = {
     "quarantine_path": "-", "remove_package": "-", "set_cuda_link": "~", "install_package": "+",
-    "create_venv": "+", "pip_install": "+", "pin_loader_path": "~", "upgrade_driver": "~", "reboot": "~",
+    "install_python": "+", "create_venv": "+", "pip_install": "+", "pin_loader_path": "~", "upgrade_driver": "~",
+    "reboot": "~",
 }
 _DRIVER_BLOCKERS = ("DRIVER_MISSING", "DRIVER_LIBRARY_MISMATCH", "DRIVER_TOO_OLD", "DRIVER_USERSPACE_MISSING")
-# Python minor versions we may install through the package manager, newest first.
-_PYTHONS = ("3.14", "3.13", "3.12", "3.11", "3.10", "3.9", "3.8", "3.7", "3.6")
 
 
 DEFAULT_VENV_ROOT = "/opt/remediator/venvs"
@@ -64,6 +65,9 @@ DEFAULT_VENV_ROOT = "/opt/remediator/venvs"
 class Policy:
     venv_root: str = DEFAULT_VENV_ROOT
     allow_driver_changes: bool = False
+    # Where a Python the distro lacks comes from (remediator_python_mirror, --python-mirror); per host, so
+    # it is written into the host's install_python action, not into the plan's policy.
+    python_mirror: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"venv_root": self.venv_root, "allow_driver_changes": self.allow_driver_changes}
@@ -345,15 +349,23 @@ class _Builder:
             # Our own venv from an earlier run, now wrong: moved aside whole, then built again.
             self.quarantine(managed.path, "managed venv", answers or "FRAMEWORK_VERSION_MISMATCH",
                             f"{managed.path} is not right for {req.framework} {req.version}")
-        python = self.pick_python()
-        if python is None:
-            minor = _best_python(req)
-            python = f"/usr/bin/python{minor}"
-            self.add("install_package", "PYTHON_UNSUPPORTED" if "PYTHON_UNSUPPORTED" in errors else answers,
-                     f"no Python on the host is in {req.python.raw}",
-                     manager="system", name=f"python{minor}", extra=[f"python{minor}-venv"], version=None)
-        self.add("create_venv", answers, f"an isolated venv for {req.framework} {req.version}",
-                 path=self.venv, python=python)
+        choice = choose_python(self.facts, req.python, self.venv, self.policy.python_mirror)
+        finding = "PYTHON_UNSUPPORTED" if "PYTHON_UNSUPPORTED" in errors else answers
+        if choice.source == "none" or choice.interpreter is None:
+            self.blockers.append(choice.why)
+            return
+        if choice.source == "distro" and choice.package is not None:
+            self.add("install_package", finding, f"no Python on the host is in {req.python.raw}; {choice.why}",
+                     manager="system", name=choice.package.package, extra=list(choice.package.extra), version=None)
+        if choice.source == "uv":
+            self.add("install_python", finding, choice.why, version=choice.request, home=choice.home,
+                     mirror=choice.mirror)
+            self.add("create_venv", answers, f"an isolated venv for {req.framework} {req.version}, made by uv "
+                     "with its CPython", path=self.venv, python=choice.interpreter,
+                     uv=posixpath.join(choice.home or "", "uv"))
+        else:
+            self.add("create_venv", answers, f"an isolated venv for {req.framework} {req.version}",
+                     path=self.venv, python=choice.interpreter)
         pkg = req.packages[0]
         # A release whose own packaging is broken and fixed by a post release of the same build (rules.yaml
         # defects: tensorflow[and-cuda]==2.15.0 does not resolve, 2.15.0.post1 does): pin the post release.
@@ -407,16 +419,6 @@ class _Builder:
                 if v.index_url.startswith("https://download.pytorch.org/whl/") and driver_runs(v)]
         fits = [f for f in fits if f[0] > 0]
         return max(fits, key=lambda f: (f[0], f[1]))[2] if fits else None
-
-    def pick_python(self) -> str | None:
-        candidates = sorted(
-            ((try_version(e.python_version), e.python) for e in self.facts.envs if e.kind == "system"),
-            key=lambda c: c[0].release if c[0] else (), reverse=True,
-        )
-        for version, path in candidates:
-            if version is not None and self.req.python_ok(version.raw):
-                return path
-        return None
 
     def clear_shadowing_loader_entries(self) -> None:
         """Wheels bring CUDA and cuDNN; system dirs on LD_LIBRARY_PATH would win over them."""
@@ -587,13 +589,6 @@ def _env_is_right(env: PythonEnv, req: Requirements) -> bool:
                                                                              "tensorflow-cpu"}) <= 1
 
 
-def _best_python(req: Requirements) -> str:
-    for minor in _PYTHONS:
-        if req.python_ok(minor + ".0"):
-            return minor
-    return _PYTHONS[-1]
-
-
 def _choose_toolkit(fitting: list[CudaToolkit], req: Requirements, default: CudaToolkit | None) -> CudaToolkit | None:
     if not fitting:
         return None
@@ -621,7 +616,7 @@ def _owner(path: str, roots: Iterable[str]) -> str | None:
 
 
 _ORDER = ["reboot", "upgrade_driver", "quarantine_path", "remove_package", "set_cuda_link", "install_package",
-          "create_venv", "pip_install", "pin_loader_path"]
+          "install_python", "create_venv", "pip_install", "pin_loader_path"]
 
 
 def _ordered(actions: list[Action]) -> list[Action]:

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import click
 
+from remediator.action_rules import mirror_problem
 from remediator.ansible_facts import DEFAULT_MAX_AGE
 from remediator.cli.render import echo_json, printable, write_atomic
 from remediator.errors import ExitStatus, UsageError
@@ -38,6 +39,10 @@ from remediator.targets import UNKNOWN_CODE
               help="where the isolated venvs go (<root>/<framework>-<version>).")
 @click.option("--allow-driver-changes", is_flag=True,
               help="plan driver upgrades instead of marking the host blocked (still needs approval).")
+@click.option("--python-mirror", metavar="URL",
+              help="where a Python the host's distro lacks comes from: an https:// or file:// python-build-"
+              "standalone mirror uv installs from; default: each host's remediator_python_mirror inventory var "
+              "(docs/plan.md).")
 @click.option("--forks", default=20, show_default=True, help="hosts probed at once.")
 @click.option("--accept-new-host-keys", is_flag=True, help="like OpenSSH StrictHostKeyChecking=accept-new.")
 @click.option("--become/--no-become", "become", default=None,
@@ -47,7 +52,7 @@ from remediator.targets import UNKNOWN_CODE
               help="seconds the probe may run on one host; a host that takes longer fails alone.")
 def plan(inventory: str | None, limit: str | None, facts_path: str | None, facts_max_age: int,
          target: str | None, out_path: str | None, fmt: str, venv_root: str, allow_driver_changes: bool, forks: int,
-         accept_new_host_keys: bool, become: bool | None, timeout: float) -> int:
+         accept_new_host_keys: bool, become: bool | None, timeout: float, python_mirror: str | None = None) -> int:
     """Decide what each host needs to run its target, without changing anything.
 
     \b
@@ -80,7 +85,10 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, facts
         raise UsageError(f"--venv-root {venv_root!r}: {why}",
                          hint="remediate keeps its venvs (and may quarantine them again) there: use a dir of its "
                               "own, e.g. /opt/remediator/venvs")
-    policy = Policy(venv_root=venv_root.rstrip("/"), allow_driver_changes=allow_driver_changes)
+    if python_mirror is not None and (bad := mirror_problem(python_mirror)) is not None:
+        raise UsageError(f"--python-mirror {python_mirror!r}: {bad}")
+    policy = Policy(venv_root=venv_root.rstrip("/"), allow_driver_changes=allow_driver_changes,
+                    python_mirror=python_mirror)
     matrix = load_matrix()
     fixed_target = parse_target(target) if target else None
     if fixed_target is not None:
@@ -146,7 +154,9 @@ def _plan_inventory(inventory: str, limit: str | None, target: Target | None, ma
             out.append(unreachable(r.host, r.error or r.status) if r.status == "unreachable"
                        else HostPlan(host=r.host, status="unreachable", error=r.error))
             continue
-        out.append(_plan_one(r.value, target, matrix, policy, by_name[r.host].target))
+        mirror = policy.python_mirror or by_name[r.host].vars.get("remediator_python_mirror")
+        out.append(_plan_one(r.value, target, matrix, replace(policy, python_mirror=str(mirror) if mirror else None),
+                             by_name[r.host].target))
     return out
 
 
@@ -183,8 +193,10 @@ def describe(action: Action) -> str:
         return f"{p['link']} -> {p['target']}" + (f" (was {p['previous']})" if p.get("previous") else "")
     if action.kind == "install_package":
         return f"install package {p['name']}" + (f"={p['version']}" if p.get("version") else "")
+    if action.kind == "install_python":
+        return f"install CPython {p['version']} with uv into {p['home']} from {p['mirror']}"
     if action.kind == "create_venv":
-        return f"create venv {p['path']} with {p['python']}"
+        return f"create venv {p['path']} with {p['python']}" + (" (uv venv)" if p.get("uv") else "")
     if action.kind == "pip_install":
         return f"pip install {' '.join(p['requirements'])} into {p['venv']}"
     if action.kind == "pin_loader_path":
