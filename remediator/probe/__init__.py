@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 
+@functools.cache
 def remote_script_source() -> str:
     """The text of the remote script: the remediator.gpu collection's gpu_probe module_utils (its one home;
     the collection's gpu_facts module runs the same code), as shipped in this package."""
@@ -81,6 +82,7 @@ def remote_script_source() -> str:
 @functools.cache
 def pynvml_blob() -> str | None:
     """nvidia-ml-py's pynvml source, compressed, so the host needs nothing installed to ask NVML.
+    (verify's check script ships it; the probe asks NVML through ctypes and sends none.)
 
     Read from the installed module's file rather than imported: importing it has no use here.
     """
@@ -103,27 +105,32 @@ def build_payload(
     systemd_units: Sequence[str] = (),
     session_user_from_sudo: bool = False,
 ) -> bytes:
-    """The bytes sent to `python3 -`: the remote script with its options and pynvml filled in.
+    """The bytes sent to `python3 -`: the remote script with its options filled in.
 
     `session_user_from_sudo`: the script runs under sudo; the login shell it reads is that of the user
-    sudo was run by (SUDO_UID), not root's."""
+    sudo was run by (SUDO_UID), not root's. A fleet's hosts mostly share their options, so each
+    distinct set is built once (and the script read once) per process, not once per host."""
+    return _payload(tuple(str(r) for r in venv_roots), root or "/", bool(nvml), int(max_depth), float(deadline_s),
+                    float(command_timeout), tuple(str(u) for u in systemd_units), bool(session_user_from_sudo))
+
+
+@functools.lru_cache(maxsize=64)
+def _payload(venv_roots: tuple[str, ...], root: str, nvml: bool, max_depth: int, deadline_s: float,
+             command_timeout: float, systemd_units: tuple[str, ...], session_user_from_sudo: bool) -> bytes:
     options: dict[str, Any] = {
-        "root": root or "/",
+        "root": root,
         "venv_roots": list(venv_roots),
-        "max_depth": int(max_depth),
-        "nvml": bool(nvml),
-        "deadline_s": float(deadline_s),
-        "command_timeout": float(command_timeout),
-        "nvml_timeout": float(command_timeout),
-        "systemd_units": [str(u) for u in systemd_units],
-        "session_user_from_sudo": bool(session_user_from_sudo),
+        "max_depth": max_depth,
+        "nvml": nvml,
+        "deadline_s": deadline_s,
+        "command_timeout": command_timeout,
+        "nvml_timeout": command_timeout,
+        "systemd_units": list(systemd_units),
+        "session_user_from_sudo": session_user_from_sudo,
     }
-    source = remote_script_source()
-    blob = pynvml_blob() if nvml else None
     # repr() of a str is a Python string literal: the options travel as data, never as code.
-    source = fill_placeholder(source, "PYNVML_SOURCE_Z = None\n", f"PYNVML_SOURCE_Z = {blob!r}\n")
     source = fill_placeholder(
-        source, "PAYLOAD_OPTIONS = None\n", f"PAYLOAD_OPTIONS = json.loads({json.dumps(options)!r})\n"
+        remote_script_source(), "PAYLOAD_OPTIONS = None\n", f"PAYLOAD_OPTIONS = json.loads({json.dumps(options)!r})\n"
     )
     return source.encode("utf-8")
 

@@ -5,8 +5,14 @@ python3 (>= 3.6) with the standard library only: no f-string `=`, no walrus, no 
 `subprocess.run(capture_output=...)`. It only reads: files, directory listings, symlinks, and a few
 read-only commands (nvidia-smi, nvcc --version, dpkg-query, rpm, ldconfig -p), each under a timeout.
 It collects evidence, not conclusions: versions are interpreted by `remediator.probe.parse` on the
-control node, where the code is typed and tested. The control node appends the options and the
-nvidia-ml-py source (compressed) to this file before sending it; see `remediator.probe.build_payload`.
+control node, where the code is typed and tested. The control node fills in the options before
+sending it; see `remediator.probe.build_payload`. NVML is asked through ctypes (`nvml_query`), a
+dozen calls, so nothing is compiled on the host. The same file is the collection's module_utils:
+`Probe(DEFAULT_OPTIONS).collect()` is what the gpu_facts module runs.
+
+It runs on every host of a fleet, every probe: what it costs is paid per host. Modules only some
+probes need are imported where they are used (ctypes, hashlib), and a command whose answer is
+already known is not run (nvidia-smi when NVML answered).
 
 The host is not trusted, and the script often runs as root. It executes a program (or loads NVML)
 only when the file, every directory above it and every symlink on the way are owned by root or by
@@ -24,11 +30,7 @@ always host paths, without DIR.
 # ruff: noqa: RUF005
 # (this file must run on python3.6: %-formatting, no f-string `=`, no newer syntax)
 
-import base64
-import contextlib
-import ctypes
 import errno
-import hashlib
 import json
 import os
 import re
@@ -38,8 +40,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
-import zlib
 
 SCHEMA_VERSION = 1
 SCRIPT_NAME = "remediator-probe"
@@ -171,7 +171,6 @@ FRAMEWORK_FILES = (
 )
 
 # Filled in by the control node (remediator.probe.build_payload); None when run on its own.
-PYNVML_SOURCE_Z = None
 PAYLOAD_OPTIONS = None
 
 
@@ -564,13 +563,15 @@ class Probe:
         # so neither a full pipe nor a flood of output can stall or swell the probe.
         out, err = [], []
         readers = [start_reader(proc.stdout, out), start_reader(proc.stderr, err)]
+        # The readers end when the pipes close, which is when the command (and anything it left
+        # behind holding them) has gone: joining them wakes at once, where Popen.wait(timeout) polls
+        # with growing sleeps. Then the exit status, within what is left of the same deadline.
+        for reader in readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
         try:
-            proc.wait(timeout=timeout)
-            for reader in readers:  # a child it left behind may hold the pipes open
-                reader.join(max(0.0, deadline - time.monotonic()))
             if any(reader.is_alive() for reader in readers):
-                record["timed_out"] = True
-                kill_group(proc)
+                raise subprocess.TimeoutExpired(local_argv, timeout)
+            proc.wait(timeout=max(0.01, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             record["timed_out"] = True
             kill_group(proc)
@@ -620,6 +621,7 @@ class Probe:
             except Exception as exc:  # one broken section must not lose the others
                 self.note(name, "probe section failed: %s: %s" % (type(exc).__name__, exc))
         doc["probe"]["duration_s"] = round(time.monotonic() - self.started, 3)
+        doc["probe"]["cpu_s"] = cpu_times()
         doc["notes"] = self.notes
         doc["unread"] = sorted(self.unread)
         return doc
@@ -692,12 +694,13 @@ class Probe:
         return result
 
     def nvml(self):
-        if not PYNVML_SOURCE_Z:
-            return {"ok": False, "loaded": False, "error": "pynvml was not sent with the probe"}
-        # Loaded by a checked path first: pynvml's own CDLL("libnvidia-ml.so.1") then finds that
-        # copy by its soname instead of searching. Trying it before compiling pynvml also spares
-        # that (about half of the probe's CPU time) on hosts without a driver.
+        """What NVML says: driver, CUDA driver API and NVML versions, and per GPU its name, UUID, PCI bus
+        id, memory and compute capability. The library is loaded only by a full path that passed the
+        same checks as a program (exec_refusal), never by its bare soname."""
+        import ctypes  # only a probe that asks NVML pays for it
+
         loaded = None
+        library_handle = None
         refused = None
         for library in self.nvml_libraries():
             reason = self.exec_refusal(library)
@@ -706,7 +709,7 @@ class Probe:
                 self.note(library, "not loaded: %s" % reason)
                 continue
             try:
-                ctypes.CDLL(library)
+                library_handle = ctypes.CDLL(library)
             except OSError:
                 continue  # another architecture's copy (i386 beside x86_64) or not a library
             loaded = library
@@ -722,66 +725,7 @@ class Probe:
                 "errors": {},
                 "gpus": [],
             }
-        source = zlib.decompress(base64.b64decode(PYNVML_SOURCE_Z)).decode("utf-8")
-        module = types.ModuleType("pynvml")
-        module.__file__ = "<remediator pynvml>"
-        sys.modules["pynvml"] = module
-        try:
-            exec(compile(source, "<remediator pynvml>", "exec"), module.__dict__)  # noqa: S102
-        except Exception as exc:  # e.g. a pynvml too new for this python
-            return {
-                "ok": False,
-                "loaded": False,
-                "error": "cannot load pynvml: %s: %s" % (type(exc).__name__, exc),
-            }
-        nv = module
-        out = {"ok": False, "loaded": True, "error": None, "error_code": None, "errors": {}, "gpus": []}
-        try:
-            nv.nvmlInit()
-        except nv.NVMLError as exc:
-            out["error"] = str(exc)
-            out["error_code"] = getattr(exc, "value", None)
-            return out
-
-        def call(key, fn, *args):
-            try:
-                value = fn(*args)
-            except nv.NVMLError as exc:
-                out["errors"][key] = str(exc)
-                return None
-            except Exception as exc:
-                out["errors"][key] = "%s: %s" % (type(exc).__name__, exc)
-                return None
-            if isinstance(value, bytes):
-                value = value.decode("utf-8", "replace")
-            return value
-
-        try:
-            out["driver_version"] = call("driver_version", nv.nvmlSystemGetDriverVersion)
-            out["nvml_version"] = call("nvml_version", nv.nvmlSystemGetNVMLVersion)
-            out["cuda_driver_version"] = call("cuda_driver_version", nv.nvmlSystemGetCudaDriverVersion)
-            count = call("device_count", nv.nvmlDeviceGetCount) or 0
-            for index in range(min(int(count), 64)):
-                handle = call("gpu%d.handle" % index, nv.nvmlDeviceGetHandleByIndex, index)
-                gpu = {"index": index}
-                if handle is not None:
-                    gpu["name"] = call("gpu%d.name" % index, nv.nvmlDeviceGetName, handle)
-                    gpu["uuid"] = call("gpu%d.uuid" % index, nv.nvmlDeviceGetUUID, handle)
-                    memory = call("gpu%d.memory" % index, nv.nvmlDeviceGetMemoryInfo, handle)
-                    gpu["memory_total"] = int(memory.total) if memory is not None else None
-                    pci = call("gpu%d.pci" % index, nv.nvmlDeviceGetPciInfo, handle)
-                    bus_id = getattr(pci, "busId", None) if pci is not None else None
-                    if isinstance(bus_id, bytes):
-                        bus_id = bus_id.decode("ascii", "replace")
-                    gpu["pci_bus_id"] = bus_id
-                    cc = call("gpu%d.compute_capability" % index, nv.nvmlDeviceGetCudaComputeCapability, handle)
-                    gpu["compute_capability"] = list(cc) if cc is not None else None
-                out["gpus"].append(gpu)
-            out["ok"] = out.get("driver_version") is not None
-        finally:
-            with contextlib.suppress(Exception):  # shutting down is best effort
-                nv.nvmlShutdown()
-        return out
+        return nvml_query(ctypes, library_handle)
 
     def nvml_libraries(self):
         """Every libnvidia-ml.so.1, in the order the loader searches: the probe's LD_LIBRARY_PATH,
@@ -1085,6 +1029,9 @@ class Probe:
                 if data is not None:
                     digest = None
                     if len(data) <= TEXT_CAP:
+                        import base64  # here, not at the top: only a host with a framework file needs them
+                        import hashlib
+
                         raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
                         digest = "sha256=" + raw.decode("ascii")
                     text = data[:TEXT_CAP].decode("utf-8", "replace")
@@ -1569,6 +1516,173 @@ class Probe:
         return files
 
 
+# --- NVML through ctypes: the dozen calls the probe makes, nothing compiled on the host ---------------
+
+# The text of each NVML error as nvidia-ml-py (pynvml) words it, so documents read the same as when the
+# probe shipped pynvml; other codes are worded by the library's own nvmlErrorString.
+NVML_ERRORS = {
+    1: "Uninitialized",
+    2: "Invalid Argument",
+    3: "Not Supported",
+    4: "Insufficient Permissions",
+    5: "Already Initialized",
+    6: "Not Found",
+    7: "Insufficient Size",
+    8: "Insufficient External Power",
+    9: "Driver Not Loaded",
+    10: "Timeout",
+    11: "Interrupt Request Issue",
+    12: "NVML Shared Library Not Found",
+    13: "Function Not Found",
+    14: "Corrupted infoROM",
+    15: "GPU is lost",
+    16: "GPU requires restart",
+    17: "The operating system has blocked the request.",
+    18: "RM has detected an NVML/RM version mismatch.",
+    20: "Insufficient Memory",
+    999: "Unknown Error",
+}
+NVML_ERROR_INSUFFICIENT_SIZE = 7
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
+# String buffers: nvml.h's sizes (NVML_DEVICE_NAME_V2_BUFFER_SIZE, NVML_DEVICE_UUID_V2_BUFFER_SIZE,
+# NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE), then once more with the largest when NVML says too small.
+NVML_STRING_SIZES = (96, 256)
+NVML_MAX_GPUS = 64
+# nvmlPciInfo_t (v2/v3): char busIdLegacy[16]; unsigned domain, bus, device, pciDeviceId,
+# pciSubSystemId; char busId[32]. The v1 struct (nvmlDeviceGetPciInfo) starts with char busId[16].
+# The buffer is larger than either, so a driver with a longer struct writes into our own spare bytes.
+NVML_PCI_INFO_SIZE = 256
+NVML_PCI_BUS_ID = {"nvmlDeviceGetPciInfo_v3": (36, 32), "nvmlDeviceGetPciInfo_v2": (36, 32),
+                   "nvmlDeviceGetPciInfo": (0, 16)}  # fmt: skip
+
+
+class NvmlError(Exception):
+    def __init__(self, code, text):
+        Exception.__init__(self, text)
+        self.code = code
+
+
+def nvml_query(ctypes, lib):
+    """Ask a loaded libnvidia-ml for what the document's `driver.nvml` carries; never raises."""
+
+    def function(*names):
+        # The _v2 entry points first; drivers from before them (R3xx) have only the plain names.
+        for name in names:
+            try:
+                return name, getattr(lib, name)
+            except AttributeError:
+                continue
+        raise NvmlError(NVML_ERROR_FUNCTION_NOT_FOUND, NVML_ERRORS[NVML_ERROR_FUNCTION_NOT_FOUND])
+
+    def check(code):
+        if code != 0:
+            raise NvmlError(code, nvml_error_text(ctypes, lib, code))
+
+    def string(names, *args):
+        _, fn = function(*names)
+        for size in NVML_STRING_SIZES:
+            buf = ctypes.create_string_buffer(size)
+            code = fn(*(args + (buf, ctypes.c_uint(size))))
+            if code == NVML_ERROR_INSUFFICIENT_SIZE and size != NVML_STRING_SIZES[-1]:
+                continue
+            check(code)
+            return buf.value.decode("utf-8", "replace")  # .value stops at the NUL, or at the buffer's end
+        return None  # pragma: no cover - the loop returns or raises
+
+    def integer(ctype, names, *args):
+        _, fn = function(*names)
+        value = ctype()
+        check(fn(*(args + (ctypes.byref(value),))))
+        return value.value
+
+    out = {"ok": False, "loaded": True, "error": None, "error_code": None, "errors": {}, "gpus": []}
+    try:
+        _, init = function("nvmlInit_v2", "nvmlInit")
+        check(init())
+    except NvmlError as exc:
+        out["error"] = str(exc)
+        out["error_code"] = exc.code
+        return out
+
+    def call(key, fn, *args):
+        try:
+            return fn(*args)
+        except NvmlError as exc:
+            out["errors"][key] = str(exc)
+        except Exception as exc:  # a ctypes surprise must cost one field, not the document
+            out["errors"][key] = "%s: %s" % (type(exc).__name__, exc)
+        return None
+
+    def handle_of(index):
+        handle = ctypes.c_void_p()
+        _, fn = function("nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex")
+        check(fn(ctypes.c_uint(index), ctypes.byref(handle)))
+        return handle
+
+    def memory_total(handle):
+        memory = (ctypes.c_ulonglong * 3)()  # nvmlMemory_t: total, free, used
+        _, fn = function("nvmlDeviceGetMemoryInfo")
+        check(fn(handle, ctypes.byref(memory)))
+        return int(memory[0])
+
+    def pci_bus_id(handle):
+        name, fn = function("nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2", "nvmlDeviceGetPciInfo")
+        info = ctypes.create_string_buffer(NVML_PCI_INFO_SIZE)
+        check(fn(handle, ctypes.byref(info)))
+        offset, size = NVML_PCI_BUS_ID[name]
+        raw = info.raw[offset : offset + size]
+        return raw.split(b"\0", 1)[0].decode("ascii", "replace")
+
+    def compute_capability(handle):
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        _, fn = function("nvmlDeviceGetCudaComputeCapability")
+        check(fn(handle, ctypes.byref(major), ctypes.byref(minor)))
+        return [major.value, minor.value]
+
+    try:
+        out["driver_version"] = call("driver_version", string, ("nvmlSystemGetDriverVersion",))
+        out["nvml_version"] = call("nvml_version", string, ("nvmlSystemGetNVMLVersion",))
+        out["cuda_driver_version"] = call(
+            "cuda_driver_version",
+            integer,
+            ctypes.c_int,
+            ("nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion"),
+        )
+        count = call("device_count", integer, ctypes.c_uint, ("nvmlDeviceGetCount_v2", "nvmlDeviceGetCount")) or 0
+        for index in range(min(int(count), NVML_MAX_GPUS)):
+            handle = call("gpu%d.handle" % index, handle_of, index)
+            gpu = {"index": index}
+            if handle is not None:
+                gpu["name"] = call("gpu%d.name" % index, string, ("nvmlDeviceGetName",), handle)
+                gpu["uuid"] = call("gpu%d.uuid" % index, string, ("nvmlDeviceGetUUID",), handle)
+                gpu["memory_total"] = call("gpu%d.memory" % index, memory_total, handle)
+                gpu["pci_bus_id"] = call("gpu%d.pci" % index, pci_bus_id, handle)
+                gpu["compute_capability"] = call("gpu%d.compute_capability" % index, compute_capability, handle)
+            out["gpus"].append(gpu)
+        out["ok"] = out.get("driver_version") is not None
+    finally:
+        try:
+            lib.nvmlShutdown()
+        except Exception as exc:  # shutting down is best effort; say so rather than hide it
+            out["errors"]["shutdown"] = "%s: %s" % (type(exc).__name__, exc)
+    return out
+
+
+def nvml_error_text(ctypes, lib, code):
+    """An NVML error code in words: pynvml's wording, else the library's nvmlErrorString."""
+    if code in NVML_ERRORS:
+        return NVML_ERRORS[code]
+    try:
+        fn = lib.nvmlErrorString
+        fn.restype = ctypes.c_char_p
+        text = fn(ctypes.c_int(code))
+    except Exception:
+        text = None
+    if not text:
+        return "NVML Error with code %d" % code
+    return text[:200].decode("utf-8", "replace")
+
+
 # --- ELF: the dynamic section of a shared object, read with a few bounded seeks -------------------
 
 ELF_HEADER_CAP = 64
@@ -1824,6 +1938,22 @@ def file_kind(mode):
     return "mode %o" % mode
 
 
+def cpu_times():
+    """CPU seconds used so far by this process (interpreter start-up included) and by the commands it
+    ran and waited for: what one probe costs the host, reported so a fleet's cost can be measured
+    from the documents alone. None where the resource module is missing."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "self": round(own.ru_utime + own.ru_stime, 4),
+        "children": round(children.ru_utime + children.ru_stime, 4),
+    }
+
+
 def start_reader(stream, chunks):
     """Read a pipe to its end in a thread, keeping at most OUTPUT_CAP bytes in `chunks`."""
 
@@ -1850,8 +1980,10 @@ def kill_group(proc):
     try:
         os.killpg(proc.pid, 9)
     except OSError:
-        with contextlib.suppress(OSError):
+        try:
             proc.kill()
+        except OSError:
+            pass
 
 
 def parse_args(argv, options):
