@@ -1,0 +1,94 @@
+"""Judge a host's check document: parse what the script printed, then climb the rungs (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from remediator.errors import UnknownVersionError
+from remediator.matrix import Matrix, Target
+from remediator.verify.context import NO_DEVICE, Context, _d, _f, _s, _skip
+from remediator.verify.model import REMOTE_SCHEMA_VERSION, GpuReport, HostVerification, VerifyError
+from remediator.verify.rungs import cuda, driver, matmul, runtime
+
+# --- parsing -------------------------------------------------------------------------------------
+
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+
+
+def parse_verify_output(output: bytes | str, *, host: str, target: Target | None, matrix: Matrix) -> HostVerification:
+    """Parse what the remote script printed on stdout and judge it; VerifyError on anything but a document."""
+    if isinstance(output, bytes):
+        if len(output) > MAX_OUTPUT_BYTES:
+            raise VerifyError(f"check output is {len(output)} bytes, more than {MAX_OUTPUT_BYTES}", host=host)
+        text = output.decode("utf-8", "replace")
+    else:
+        text = output
+    stripped = text.strip()
+    if not stripped:
+        raise VerifyError("the check printed nothing", host=host, hint="run with --format json and check stderr")
+    data: Any = None
+    for candidate in (stripped, stripped.splitlines()[-1]):
+        try:
+            data = json.loads(candidate)
+            break
+        except (json.JSONDecodeError, RecursionError):
+            continue
+    if data is None:
+        raise VerifyError(
+            f"check output is not JSON; it begins {stripped.splitlines()[0][:120]!r}",
+            host=host,
+            hint="something on the host printed to stdout before the check (a banner in a shell rc file?)",
+        )
+    return judge(data, host=host, target=target, matrix=matrix)
+
+
+
+def judge(doc: Any, *, host: str, target: Target | None, matrix: Matrix) -> HostVerification:
+    """Judge every rung from the remote script's document; pure: the same document gives the same ladder."""
+    if not isinstance(doc, dict):
+        raise VerifyError(f"check output is a JSON {type(doc).__name__}, not an object", host=host)
+    if doc.get("script") != "remediator-verify":
+        raise VerifyError("check output is not a remediator verify document", host=host)
+    if doc.get("schema_version") != REMOTE_SCHEMA_VERSION:
+        raise VerifyError(
+            f"check document has schema version {doc.get('schema_version')!r}; this remediate reads "
+            f"{REMOTE_SCHEMA_VERSION}",
+            host=host,
+            hint="the remote script and remediate come from the same package; reinstall remediate",
+        )
+    req = None
+    if target is not None:
+        try:
+            req = matrix.requirements_for(target)
+        except UnknownVersionError:
+            req = None
+    ctx = Context(doc, target, req, matrix)
+    first = driver.rung(ctx)
+    if first.status == "skip" and _d(doc.get("framework")).get("cpu_only") is True:
+        # no device, but the framework ran on the CPU: what it saw and that it computes, never a GPU pass
+        rungs = (first, _skip(2, "cuda", NO_DEVICE), runtime.rung(ctx))
+        matmul_rung, gpus = matmul.cpu_rung(ctx, rungs[2]), tuple[GpuReport, ...]()
+    elif first.status == "skip":  # no device: every rung that needs a GPU says so
+        rungs = (first, _skip(2, "cuda", NO_DEVICE), _skip(3, "runtime", NO_DEVICE))
+        matmul_rung, gpus = _skip(4, "matmul", NO_DEVICE), tuple[GpuReport, ...]()
+    else:
+        rungs = (first, cuda.rung(ctx), runtime.rung(ctx))
+        matmul_rung, gpus = matmul.rung(ctx, rungs[2])
+    libraries = runtime.libraries(ctx)
+    python = _d(doc.get("python"))
+    return HostVerification(
+        host=host,
+        target=str(target) if target else None,
+        python=_s(python.get("executable")),
+        python_version=_s(python.get("version")),
+        rungs=(*rungs, matmul_rung),
+        gpus=gpus,
+        libraries=libraries,
+        notes=tuple(ctx.notes),
+        duration_s=_f(doc.get("duration_s")),
+        report=doc,
+        user=_s(python.get("user")),
+    )
+
+

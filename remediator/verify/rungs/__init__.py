@@ -1,0 +1,1 @@
+"""One judge per rung of the verify ladder (remediator.verify.judge climbs them)."""
