@@ -199,7 +199,7 @@ def test_an_init_error_is_worded_as_pynvml_worded_it(
 
 
 def test_a_library_without_nvml_functions_is_function_not_found(tmp_path: Path) -> None:
-    """The lab's healthy hosts: a loadable libnvidia-ml.so.1 that exports nothing (the probe falls back to nvidia-smi)."""
+    """The lab's healthy hosts: a libnvidia-ml.so.1 that loads but exports nothing (then nvidia-smi is asked)."""
     source = tmp_path / "empty.c"
     source.write_text("int not_nvml(void) { return 0; }\n")
     library = tmp_path / "libnvidia-ml.so.1"
