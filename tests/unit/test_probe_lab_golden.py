@@ -56,7 +56,7 @@ pytestmark = [pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
 def normalize(facts: dict[str, Any], scenario: str, port: int) -> dict[str, Any]:
     """What differs between runs and machines: the host's name and port, the time, this machine's kernel."""
     text = json.dumps(facts, sort_keys=True).replace(f":{port}", ":PORT")
-    doc = json.loads(text)
+    doc: dict[str, Any] = json.loads(text)
     doc["host"] = scenario
     doc["collected_at"] = "normalised"
     doc["os"]["kernel"] = "normalised"
