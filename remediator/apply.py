@@ -131,6 +131,8 @@ class ApplyOptions:
     task_timeout_s: int = DEFAULT_TASK_TIMEOUT_S
     batch_timeout_s: int = DEFAULT_BATCH_TIMEOUT_S
     probe_timeout_s: float | None = None  # the probe before apply, per host; None: the probe's default
+    # `--runner-worker`: each batch goes through ansible-runner's streaming interface to this command (argv).
+    runner_worker: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         why = check_venv_root(self.venv_root)
@@ -165,7 +167,9 @@ class ApplyOptions:
                 "canary": self.canary, "forks": self.forks, "allow_approval": self.allow_approval,
                 "quarantine_root": self.quarantine_root, "playbook_vars": dict(self.playbook_vars),
                 "venv_root": self.venv_root, "task_timeout_s": self.task_timeout_s,
-                "batch_timeout_s": self.batch_timeout_s}
+                "batch_timeout_s": self.batch_timeout_s,
+                # The worker's program only: its arguments may name hosts, nodes or tokens of the user's.
+                "runner_worker": os.path.basename(self.runner_worker[0]) if self.runner_worker else None}
 
 
 _OWN_EXTRAVARS = frozenset({
@@ -689,7 +693,8 @@ class _Rollout:
             return self.run(self.playbook, {h: host_vars[h] for h in batch}, extra, private_data_dir=self.pdd,
                             check=self.options.check, on_event=on_runner, ident=ident, forks=self.options.forks,
                             cancel=self.stop.now.is_set, timeout=self.options.batch_timeout_s,
-                            envvars={"ANSIBLE_TASK_TIMEOUT": str(self.options.task_timeout_s)})
+                            envvars={"ANSIBLE_TASK_TIMEOUT": str(self.options.task_timeout_s)},
+                            **({"worker": self.options.runner_worker} if self.options.runner_worker else {}))
         finally:
             if self.host_locks is not None and recorded:
                 self.host_locks.record_runner(batch, None)

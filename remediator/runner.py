@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -107,6 +107,7 @@ def run_playbook(
     cancel: Callable[[], bool] | None = None,
     rotate_artifacts: int = 0,
     timeout: int | None = None,
+    worker: Sequence[str] | None = None,
 ) -> RunOutcome:
     """Run `playbook` on exactly `inventory_hosts` (name -> host vars) and return each host's outcome.
 
@@ -115,6 +116,9 @@ def run_playbook(
     `on_event` is called from the runner's thread for every event and must return quickly (put it on a
     queue). `cancel` is polled while the playbook runs; when it returns True the runner kills it.
     `rotate_artifacts` keeps that many artifact dirs in this private data dir (0: all of them).
+    `worker`: run the job through ansible-runner's streaming interface instead, handed to this command (an
+    argv: `ansible-runner worker`, `ssh exec01 ansible-runner worker`, ...): see `remediator.runner_stream`.
+    The outcome is read the same way from the same events.
     """
     from ansible_runner.config.runner import RunnerConfig
     from ansible_runner.exceptions import AnsibleRunnerException
@@ -159,6 +163,19 @@ def run_playbook(
         if on_event is not None:
             on_event(RunnerEvent(ident, "status", message=str(data.get("status"))))
 
+    if worker:
+        from remediator.runner_stream import run_streamed
+
+        def worker_event(data: dict[str, Any]) -> bool:
+            # ansible-playbook's pid is the worker machine's: no process of this one to watch or kill.
+            return event_handler({k: v for k, v in data.items() if k != "pid"})
+
+        streamed = run_streamed(list(worker), pdd, playbook, ident=ident, forks=forks, check=check, timeout=timeout,
+                                cancel=cancel, event_handler=worker_event, status_handler=status_handler,
+                                env=_scrub_env(os.environ))
+        return _outcome(ident, pdd, inventory_hosts, streamed.status, streamed.rc, streamed.artifact_dir,
+                        streamed.stats, failures, reported, first_pid, streamed.error)
+
     config = RunnerConfig(
         private_data_dir=str(pdd),
         project_dir=str(playbook.parent),
@@ -181,12 +198,19 @@ def run_playbook(
         status, rc = runner.run()
     except AnsibleRunnerException as exc:
         raise RunnerError(f"ansible-runner failed: {exc}") from None
-    artifact_dir = str(config.artifact_dir)
+    return _outcome(ident, pdd, inventory_hosts, status, rc, str(config.artifact_dir), runner.stats, failures,
+                    reported, first_pid, None)
+
+
+def _outcome(ident: str, pdd: Path, inventory_hosts: Mapping[str, Any], status: Any, rc: Any, artifact_dir: str,
+             stats: Mapping[str, Any] | None, failures: Mapping[str, RunnerEvent],
+             reported: Mapping[str, Mapping[str, Any]], first_pid: Sequence[int], error: str | None) -> RunOutcome:
+    """Every host's outcome from the run's stats and events, a direct run's or a streamed one's alike."""
     with contextlib.suppress(OSError):
         shutil.copyfile(pdd / "inventory" / "hosts.yml", Path(artifact_dir) / "hosts.yml")
-    stats = runner.stats
-    error = None if stats is not None else _tail(Path(artifact_dir) / "stdout")
-    hosts = {name: dataclasses.replace(_host_outcome(name, stats, failures, status, error),
+    if stats is None:
+        error = error or _tail(Path(artifact_dir) / "stdout")
+    hosts = {name: dataclasses.replace(_host_outcome(name, stats, failures, str(status), error),
                                        facts=reported.get(name, {}))
              for name in inventory_hosts}
     return RunOutcome(ident=ident, status=str(status), rc=rc if isinstance(rc, int) else None,

@@ -40,6 +40,7 @@ from remediator.apply import (
 from remediator.cli.render import console, host_text, printable
 from remediator.errors import InputError, UsageError
 from remediator.plan import DEFAULT_VENV_ROOT
+from remediator.runner_stream import worker_argv
 
 
 def common_options(f: Any) -> Any:
@@ -78,6 +79,10 @@ def common_options(f: Any) -> Any:
         click.option("--batch-timeout", type=click.IntRange(min=1), default=DEFAULT_BATCH_TIMEOUT_S,
                      show_default=True, metavar="SECONDS",
                      help="a batch's ansible-playbook running longer is stopped and its unfinished hosts fail."),
+        click.option("--runner-worker", "runner_worker", metavar="CMD",
+                     help="run each batch through ansible-runner's streaming interface, handing the job to CMD "
+                     "(split like a shell would, run without one), e.g. 'ansible-runner worker' or "
+                     "'ssh exec01 ansible-runner worker' (docs/apply.md, docs/scale.md)."),
     ]):
         f = option(f)
     return f
@@ -110,7 +115,7 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
           state_db: str | None, check: bool, serial: str, max_fail_percent: int, no_canary: bool,
           accept_new_host_keys: bool, pip_index_url: str, pip_find_links: str, pip_args: tuple[str, ...],
           apt_mirror: str, playbook_vars: tuple[str, ...], no_verify: bool, no_resume: bool, venv_root: str,
-          task_timeout: int, batch_timeout: int, probe_timeout: float | None) -> int:
+          task_timeout: int, batch_timeout: int, runner_worker: str | None, probe_timeout: float | None) -> int:
     """Carry out a saved plan on its hosts through ansible-runner and the playbooks.
 
     \b
@@ -118,6 +123,7 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
       remediate apply plan.json -i hosts.yml --check        # what would change
       remediate apply plan.json -i hosts.yml                # asks first
       remediate apply plan.json -i hosts.yml --yes --serial 25% --max-fail-percent 10
+      remediate apply plan.json -i hosts.yml --yes --runner-worker 'ssh exec01 ansible-runner worker'
 
     \b
     Each host of the plan is probed again first: one whose facts no longer match the plan is refused
@@ -148,7 +154,7 @@ def apply(plan_path: str, inventory: str, limit: str | None, forks: int, yes: bo
         playbook_vars=parse_vars(playbook_vars),
         accept_new_host_keys=accept_new_host_keys, lock_wait_s=lock_wait, state_db=state_db, verify=not no_verify,
         venv_root=venv_root.rstrip("/") or "/", task_timeout_s=task_timeout, batch_timeout_s=batch_timeout,
-        probe_timeout_s=probe_timeout,
+        probe_timeout_s=probe_timeout, runner_worker=tuple(worker_argv(runner_worker)) if runner_worker else (),
     )
     inv, known = load_hosts(inventory, limit)
     todo = [h for h in plan.hosts if h.status == "changes" and h.host in {i.name for i in inv}]

@@ -11,6 +11,7 @@ import click
 from remediator.apply import ApplyOptions, default_playbooks_dir, default_state_dir, load_result, rollback_run
 from remediator.cli.apply import Progress, common_options, interruptible, load_hosts, report
 from remediator.errors import UsageError
+from remediator.runner_stream import worker_argv
 
 
 @click.command("rollback")
@@ -18,7 +19,8 @@ from remediator.errors import UsageError
 @common_options
 def rollback(run_id: str, inventory: str, limit: str | None, forks: int, yes: bool, result_path: str | None,
              fmt: str, quarantine_root: str, lock_wait: float, playbooks_dir: Path | None, state_dir: Path | None,
-             state_db: str | None, venv_root: str, task_timeout: int, batch_timeout: int) -> int:
+             state_db: str | None, venv_root: str, task_timeout: int, batch_timeout: int,
+             runner_worker: str | None) -> int:
     """Undo an apply run: put back what it moved into quarantine and the packages it removed.
 
     \b
@@ -38,6 +40,7 @@ def rollback(run_id: str, inventory: str, limit: str | None, forks: int, yes: bo
         playbooks_dir=(playbooks_dir or default_playbooks_dir()).absolute(), state_dir=state, forks=forks,
         quarantine_root=quarantine_root, lock_wait_s=lock_wait, state_db=state_db, allow_approval=True,
         venv_root=venv_root.rstrip("/") or "/", task_timeout_s=task_timeout, batch_timeout_s=batch_timeout,
+        runner_worker=tuple(worker_argv(runner_worker)) if runner_worker else (),
     )
     record = load_result(state, run_id) if _looks_like_run_id(run_id) else None
     if record is not None and record.get("kind") != "apply":
