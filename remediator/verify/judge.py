@@ -8,6 +8,7 @@ from typing import Any
 from remediator.errors import UnknownVersionError
 from remediator.matrix import Matrix, Target
 from remediator.verify.context import NO_DEVICE, Context, _d, _f, _s, _skip
+from remediator.verify.evidence import ShapeError, check_shape
 from remediator.verify.model import REMOTE_SCHEMA_VERSION, GpuReport, HostVerification, VerifyError
 from remediator.verify.rungs import cuda, driver, matmul, runtime
 
@@ -43,7 +44,6 @@ def parse_verify_output(output: bytes | str, *, host: str, target: Target | None
     return judge(data, host=host, target=target, matrix=matrix)
 
 
-
 def judge(doc: Any, *, host: str, target: Target | None, matrix: Matrix) -> HostVerification:
     """Judge every rung from the remote script's document; pure: the same document gives the same ladder."""
     if not isinstance(doc, dict):
@@ -57,6 +57,12 @@ def judge(doc: Any, *, host: str, target: Target | None, matrix: Matrix) -> Host
             host=host,
             hint="the remote script and remediate come from the same package; reinstall remediate",
         )
+    try:
+        check_shape(doc)
+    except ShapeError as exc:  # a field of the wrong type would otherwise read as "not seen"
+        raise VerifyError(f"check document is malformed: {exc}", host=host,
+                          hint="the document was not written by remediate's check script, or was changed "
+                          "on the way; run `remediate verify --local --format json` on the host") from None
     req = None
     if target is not None:
         try:

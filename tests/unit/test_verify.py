@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -412,12 +413,37 @@ def test_bad_output(output: bytes, message: str) -> None:
 def test_hostile_document_values_stay_data() -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["driver"]["nvml"]["gpus"][0]["name"] = "\x1b[2J$(reboot)\n"
-        doc["runtime"]["libraries"] = "not a list"
-        doc["matmul"]["gpus"] = [{"index": "zero"}, None, 7]
 
     v = judged(changed("h200-pass", change))
     assert v.gpus[0].name == "\x1b[2J$(reboot)\n"
-    assert v.rung("runtime").status == "fail"  # nothing loaded is a failure, not a crash
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    (("runtime", "libraries"), "not a list", "runtime.libraries: expected a list, got a string"),
+    (("matmul", "gpus"), [{"index": "zero"}], "matmul.gpus[0].index: expected an integer, got a string"),
+    (("matmul", "gpus"), [None, 7], "matmul.gpus[1]: expected an object, got an integer"),
+    (("cuda", "init_rc"), "0", "cuda.init_rc: expected an integer, got a string"),
+    (("driver", "nvml"), [], "driver.nvml: expected an object, got a list"),
+    (("driver", "device_nodes"), {"/dev/nvidia0": "yes"}, "driver.device_nodes./dev/nvidia0: expected true or false"),
+    (("framework", "ran"), 1, "framework.ran: expected true or false, got an integer"),
+])
+def test_malformed_evidence_names_the_field(field: tuple[str, str], value: Any, message: str) -> None:
+    """A field of the wrong type is an error naming it, not evidence quietly read as "not seen"."""
+    def change(doc: dict[str, Any]) -> None:
+        doc[field[0]][field[1]] = value
+
+    with pytest.raises(VerifyError, match="check document is malformed: " + re.escape(message)):
+        judged(changed("h200-pass", change))
+
+
+def test_every_recorded_document_has_the_evidence_shape() -> None:
+    """The shape is what the real script writes: every recording from real GPUs and CPU-only hosts passes."""
+    from remediator.verify.evidence import check_shape
+
+    names = sorted(p.name.removesuffix(".verify.json") for p in FIXTURES.glob("*.verify.json"))
+    assert len(names) >= 10
+    for name in names:
+        check_shape(recorded(name))
 
 
 def test_versions() -> None:
