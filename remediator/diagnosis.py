@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from remediator.errors import UnknownVersionError
 from remediator.facts import CudaToolkit, CudnnInstall, Framework, HostFacts, PythonEnv
+from remediator.frameworks import TF_RELEASE_NAMES, family
 from remediator.hostpaths import for_facts, toolkit_target
 from remediator.matrix import Matrix, Requirements, Target
 from remediator.resolve import norm as _norm
@@ -55,12 +56,6 @@ CODES: dict[str, Severity] = {
     "PLACE_UNREAD": "warning",
 }
 
-# pip distributions of one framework family: two of them in one env fight over the same import name.
-_FAMILIES: dict[str, frozenset[str]] = {
-    "tensorflow": frozenset({"tensorflow", "tensorflow-gpu", "tensorflow-cpu", "tf-nightly", "tf-nightly-gpu",
-                             "tensorflow-intel"}),
-    "pytorch": frozenset({"torch"}),
-}
 
 _CUDA_LINK = "/usr/local/cuda"
 
@@ -351,7 +346,7 @@ def _toolkit_reached(facts: HostFacts, toolkits: list[CudaToolkit]) -> tuple[Cud
 
 
 def _family(req: Requirements) -> frozenset[str]:
-    return _FAMILIES.get(req.framework, frozenset(req.packages))
+    return family(req.framework) or frozenset(req.packages)
 
 
 def _frameworks_in(env: PythonEnv, req: Requirements) -> list[Framework]:
@@ -414,7 +409,7 @@ def _framework(facts: HostFacts, req: Requirements, envs: list[PythonEnv]) -> li
                 fix=f"create the venv with a Python in {req.python.raw}",
             ))
         names = {fw.name.lower() for fw in fws}
-        if req.framework == "tensorflow" and len(names & {"tensorflow", "tensorflow-gpu", "tensorflow-cpu"}) > 1:
+        if req.framework == "tensorflow" and len(names & TF_RELEASE_NAMES) > 1:
             out.append(_finding(
                 "FRAMEWORK_CONFLICT",
                 f"{env.path} has {installed} installed side by side: they share the `tensorflow` import and "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from remediator.diagnosis import Finding, _finding
 from remediator.errors import UnknownVersionError
 from remediator.facts import ElfDeps, Framework, Gpu, HostFacts, LaunchEnv, PythonEnv
+from remediator.frameworks import framework_of
 from remediator.matrix import Matrix, Requirements, Target, Variant
 from remediator.matrix.gpus import gpu_compute_capability
 from remediator.resolve import Resolution, Resolver, cuda_family, cuda_sonames, norm
@@ -35,7 +36,6 @@ _SAID = {
     "cublas": frozenset({"CUDA_WRONG_DEFAULT", "LIB_SHADOWED"}),
     "cudnn": frozenset({"CUDNN_MISMATCH", "CUDNN_SHADOWED", "LIB_SHADOWED"}),
 }
-_TF = frozenset({"tensorflow", "tensorflow-gpu", "tensorflow-cpu", "tf-nightly", "tf-nightly-gpu", "tensorflow-intel"})
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _mixed_majors(env: PythonEnv) -> list[Finding]:
     builds: dict[int, str] = {}
     for fw in env.frameworks:
         v = try_version(fw.cuda_build or "")
-        if v is not None and fw.is_cuda_build is not False and (fw.name.lower() in _TF or fw.name.lower() == "torch"):
+        if v is not None and fw.is_cuda_build is not False and framework_of(fw.name) is not None:
             builds.setdefault(v.major, f"{fw.name} {fw.version} (CUDA {fw.cuda_build})")
     if len(builds) < 2:
         return []
@@ -191,7 +191,7 @@ def _driver_userspace(facts: HostFacts, resolver: Resolver, reported: frozenset[
 
 def _requirements(matrix: Matrix, fw: Framework, target: Requirements | None) -> Requirements | None:
     name = fw.name.lower()
-    framework = "tensorflow" if name in _TF else "pytorch" if name == "torch" else None
+    framework = framework_of(name)
     if framework is None:
         return None
     version = fw.version.split("+", 1)[0]

@@ -16,15 +16,9 @@ from packaging.version import InvalidVersion, Version
 from remediator.diagnosis import Finding, diagnose
 from remediator.errors import UnknownVersionError
 from remediator.facts import HostFacts
+from remediator.frameworks import framework_of
 from remediator.matrix import Matrix, Target
 
-# The probe's framework distributions and the matrix framework each one is a build of. tensorflow-cpu is
-# TensorFlow too: judging it against its version is what names it FRAMEWORK_CPU_ONLY on a GPU host.
-_MATRIX_NAME = {
-    "tensorflow": "tensorflow", "tensorflow-gpu": "tensorflow", "tensorflow-cpu": "tensorflow",
-    "tensorflow-intel": "tensorflow", "tf-nightly": "tensorflow", "tf-nightly-gpu": "tensorflow",
-    "tf-nightly-cpu": "tensorflow", "torch": "pytorch",
-}
 UNKNOWN_CODE = "INFERRED_TARGET_UNKNOWN"
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -93,7 +87,7 @@ def infer_targets(facts: HostFacts, matrix: Matrix) -> tuple[InferredTarget, ...
 def _normalise(name: str, version: str, matrix: Matrix) -> tuple[str, str, str | None]:
     """(matrix framework, matrix version, None), or the closest text and why the matrix cannot judge it."""
     local_free = version.strip().split("+", 1)[0]  # torch's 2.1.0+cu121, jaxlib's +cuda11.cudnn86
-    framework = _MATRIX_NAME.get(name.strip().lower())
+    framework = framework_of(name.strip())
     if framework is None or framework not in matrix.frameworks:
         return name, local_free, f"the matrix has no framework {name!r}"
     try:
