@@ -12,11 +12,12 @@ import pytest
 
 from remediator.cli import main
 from remediator.facts import HostFacts, load_facts_file
+from remediator.probe import payload_source
 from remediator.transport.base import HostKeyError, HostUnreachable
 from remediator.transport.fake import FakeConnector, FakeTransport
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "probe"
-PROBE = ["sh", "-c", "*exec python3 -"]
+PROBE = ["sh", "-c", "*exec python3 -I -S -"]
 
 
 @pytest.fixture(autouse=True)
@@ -155,6 +156,6 @@ def test_venv_roots_and_timeout_reach_the_script(
     (call,) = transport.calls
     assert call.timeout == 33
     assert call.stdin is not None
-    match = re.search(r"^PAYLOAD_OPTIONS = json\.loads\((.*)\)$", call.stdin.decode(), re.M)
+    match = re.search(r"^PAYLOAD_OPTIONS = json\.loads\((.*)\)$", payload_source(call.stdin), re.M)
     assert match is not None
     assert json.loads(ast.literal_eval(match.group(1)))["venv_roots"] == ["/srv/envs"]

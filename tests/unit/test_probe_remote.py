@@ -35,6 +35,7 @@ from remediator.probe import (
     ProbeError,
     build_payload,
     parse_probe_output,
+    payload_source,
     probe_host,
     remote_script_source,
 )
@@ -1382,11 +1383,14 @@ def test_script_parses_as_python36() -> None:
 
 
 def test_payload_carries_options_as_data_and_no_pynvml() -> None:
-    payload = build_payload(venv_roots=["/srv/'; import os #"], nvml=True).decode()
+    raw = build_payload(venv_roots=["/srv/'; import os #"], nvml=True)
+    payload = raw.decode()
     ast.parse(payload, feature_version=(3, 6))
-    assert "PAYLOAD_OPTIONS = None" not in payload
+    source = payload_source(raw)
+    ast.parse(source, feature_version=(3, 6))
+    assert "PAYLOAD_OPTIONS = None" not in source and "PAYLOAD_OPTIONS = json.loads(" in source
     # NVML is asked through ctypes: nothing of nvidia-ml-py travels, nothing is compiled on the host.
-    assert "PYNVML" not in payload and "zlib" not in payload and len(payload) < 150_000
+    assert "PYNVML" not in source and "nvml_query" in source and len(raw) < 150_000
     namespace: dict[str, Any] = {"__name__": "not_main"}
     exec(compile(payload, "<payload>", "exec"), namespace)  # defines only; main() is not run
     assert namespace["PAYLOAD_OPTIONS"]["venv_roots"] == ["/srv/'; import os #"]
@@ -1446,7 +1450,7 @@ def test_one_round_trip_with_a_constant_argv() -> None:
     facts = probe_host(transport, "cpu01")
     assert facts.host == "cpu01"
     ((argv, stdin),) = transport.calls
-    assert argv == PROBE_ARGV and stdin is not None and b"def main(" in stdin
+    assert argv == PROBE_ARGV and stdin is not None and "def main(" in payload_source(stdin)
 
 
 def test_python3_missing_on_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
