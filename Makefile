@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck system-deps venv clean
+.PHONY: demo test lint typecheck system-deps venv clean dist
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -25,9 +25,16 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## dist: the wheel and sdist and the collection tarball (dist/), the EE's build context (build/ee); docs/packaging.md
+dist: venv
+	rm -rf dist build/ee
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m build --outdir dist .  # unset: setuptools warns "byte-compiling is disabled"
+	$(BIN)/ansible-galaxy collection build remediator/ansible_collections/remediator/gpu --output-path dist
+	$(BIN)/ansible-builder create --file execution-environment.yml --context build/ee --output-filename Containerfile
+
 lint: venv
 	$(BIN)/ruff check remediator tests benchmarks
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

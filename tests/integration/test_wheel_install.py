@@ -200,6 +200,9 @@ def test_everything_is_found_inside_the_installed_package(installed: Installed) 
         assert path.exists(), (key, path)
     assert (Path(where["playbooks"]) / "remediate.yml").is_file()
     assert where["probe_script"] > 1000 and where["check_script"] > 1000
+    # The uv the python_venv role copies to hosts: beside the Python that runs ansible-playbook
+    # (remediator_python_uv_local), a dependency of the package.
+    assert (installed.venv / "bin" / "uv").is_file()
 
 
 @pytest.fixture(scope="module")
