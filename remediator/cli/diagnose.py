@@ -24,9 +24,9 @@ def diagnose(facts_path: str, target: str | None, fmt: str) -> int:
 
     \b
     Examples:
-      remediate diagnose --facts inventories/examples/tf24-two-toolkits.json --target tensorflow==2.4.1
-      remediate probe -i hosts.yml --out facts.json && remediate diagnose --facts facts.json \\
-          --target pytorch==2.11.0 --format json
+      remediate probe -i hosts.yml --out facts.json
+      remediate diagnose --facts facts.json --target tensorflow==2.4.1
+      remediate diagnose --facts facts.json --target pytorch==2.11.0 --format json
 
     Exit 0 when no host has a finding of severity error, 2 when one does, 1 on bad input.
     """
