@@ -62,6 +62,19 @@ def test_galaxy_yml_version_is_the_package_version() -> None:
     assert galaxy["license"] == ["Apache-2.0"]
 
 
+def test_the_collection_asks_for_the_ansible_core_the_package_depends_on() -> None:
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+")
+    deps = [Requirement(d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    core = next(d for d in deps if d.name == "ansible-core")
+    runtime = yaml.safe_load((REPO / SOURCE / "meta" / "runtime.yml").read_text())
+    floors = [(s.operator, Version(s.version)) for s in (*core.specifier, *SpecifierSet(runtime["requires_ansible"]))]
+    assert len(floors) == 2 and floors[0] == floors[1] and floors[0][0] == ">=", floors  # 2.15 == 2.15.0
+
+
 def test_the_tarball_holds_playbooks_roles_and_plugins_and_no_bytecode(tarball: Path) -> None:
     with tarfile.open(tarball) as t:
         names = set(t.getnames())
