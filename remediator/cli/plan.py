@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from remediator.plan import Action, HostPlan, Plan, Policy, TargetSource, plan_h
 from remediator.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from remediator.safety import check_venv_root
 from remediator.targets import UNKNOWN_CODE
+
+if TYPE_CHECKING:
+    from remediator.inventory import InventoryHost
 
 
 @click.command("plan")
@@ -154,10 +158,14 @@ def _plan_inventory(inventory: str, limit: str | None, target: Target | None, ma
             out.append(unreachable(r.host, r.error or r.status) if r.status == "unreachable"
                        else HostPlan(host=r.host, status="unreachable", error=r.error))
             continue
-        mirror = policy.python_mirror or by_name[r.host].vars.get("remediator_python_mirror")
-        out.append(_plan_one(r.value, target, matrix, replace(policy, python_mirror=str(mirror) if mirror else None),
-                             by_name[r.host].target))
+        out.append(_plan_one(r.value, target, matrix, _host_policy(policy, by_name[r.host]), by_name[r.host].target))
     return out
+
+
+def _host_policy(policy: Policy, host: InventoryHost | None) -> Policy:
+    """The policy for one host: its remediator_python_mirror inventory var unless --python-mirror was given."""
+    mirror = policy.python_mirror or (host.vars.get("remediator_python_mirror") if host is not None else None)
+    return replace(policy, python_mirror=str(mirror) if mirror else None)
 
 
 def _plan_gathered(path: str, inventory: str | None, limit: str | None, max_age: int, target: Target | None,
@@ -165,13 +173,12 @@ def _plan_gathered(path: str, inventory: str | None, limit: str | None, max_age:
     """Plan from saved or Ansible-gathered facts; with an inventory, its hosts and their remediate_target."""
     from remediator.ansible_facts import load_gathered
 
-    host_targets: dict[str, str | None] = {}
+    by_name: dict[str, InventoryHost] = {}
     if inventory is not None:
         from remediator.inventory import load_inventory
 
-        inv = load_inventory(inventory, limit, become=become)
-        host_targets = {h.name: h.target for h in inv.hosts}
-    gathered = load_gathered(path, hosts=list(host_targets) if inventory is not None else None, max_age=max_age)
+        by_name = {h.name: h for h in load_inventory(inventory, limit, become=become).hosts}
+    gathered = load_gathered(path, hosts=list(by_name) if inventory is not None else None, max_age=max_age)
     for skipped in gathered.skipped:
         click.echo(f"remediate: skipped {printable(skipped.path)}: {printable(skipped.reason)}", err=True)
     out = []
@@ -179,7 +186,8 @@ def _plan_gathered(path: str, inventory: str | None, limit: str | None, max_age:
         if r.status != "ok" or r.value is None:
             out.append(HostPlan(host=r.host, status="unreachable", error=r.error))
         else:
-            out.append(_plan_one(r.value, target, matrix, policy, host_targets.get(r.host)))
+            host = by_name.get(r.host)
+            out.append(_plan_one(r.value, target, matrix, _host_policy(policy, host), host.target if host else None))
     return out
 
 
