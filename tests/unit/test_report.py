@@ -1,8 +1,11 @@
-"""`remediate report --html`: the page from the store's latest records, checked as Chromium renders it
-(the DOM it parses, and the pixels of a screenshot: every host row's colour block is on screen)."""
+"""`remediate report`: the page from the store's latest records, checked as Chromium renders it (the DOM
+after its script ran, and the pixels of a screenshot: the summary's tiles and every host row are on
+screen), the summary and problem groups it opens with, and the text and JSON forms of that summary.
+The 1,000-host page is tests/unit/test_report_fleet.py; hostile values, tests/unit/test_report_hostile.py."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -16,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from remediator.cli import main
-from remediator.report import collect, render_html, swatch_colour
+from remediator.report import HostRow, collect, render_html, summarize, swatch_colour
+from remediator.report.page import STATUS_COLOURS, script_hash
+from remediator.report.script import SCRIPT
 from remediator.state import Store
 from tests.unit.factories import cudnn_copy_in_toolkit, toolkit
 from tests.unit.test_drift import FakeFleet, host
@@ -63,30 +68,125 @@ def test_rows_from_the_store(store_path: Path) -> None:
     assert len({r.swatch for r in rows.values()}) == len(HOSTS)
 
 
-def test_everything_from_a_host_is_escaped(store_path: Path) -> None:
+def test_summary_and_groups(store_path: Path) -> None:
+    with Store.open(store_path) as s:
+        summary = summarize(collect(s))
+    counts = dict(summary.counts)
+    assert counts == {"not compliant": 1, "changed": 2, "failed": 0, "unreachable": 1, "unchecked": 0, "ok": 1}
+    charts = {d.key: d for d in summary.charts}
+    # gpu03 is unreachable now: counted with its last probed facts, as its row shows them
+    assert charts["driver"].bars == (("535.161.08", 5),) and charts["driver"].hosts == 5
+    assert dict(charts["cudnn"].bars) == {"8.0": 4, "8.1": 1}  # gpu02's copy was replaced
+    assert dict(charts["framework"].bars) == {"tensorflow 2.4.1": 5}
+    by_codes = {g.codes: g for g in summary.groups}
+    assert by_codes[("UNREACHABLE",)].hosts == ("gpu03",)
+    assert "Connection refused" in by_codes[("UNREACHABLE",)].what
+    assert all(g.hosts != ("gpu01",) for g in summary.groups)  # a healthy host is in no group
+    wrong_target = next(g for g in summary.groups if g.hosts == ("gpu05",))
+    assert any(c.startswith("FRAMEWORK_") for c in wrong_target.codes)
+    changed = next(g for g in summary.groups if g.hosts == ("gpu02",))
+    assert "changed:cudnn" in changed.codes and changed.what.startswith("changed since known-good")
+    # largest first, ids in that order
+    assert [g.id for g in summary.groups] == [f"g{i}" for i in range(1, len(summary.groups) + 1)]
+    assert [len(g.hosts) for g in summary.groups] == sorted((len(g.hosts) for g in summary.groups), reverse=True)
+
+
+def _row(host: str, fix: tuple[str, ...], source: str = "plan", codes: tuple[str, ...] = ("CUDNN_MISMATCH",),
+         ) -> HostRow:
+    row = HostRow(host=host, status="not compliant", target=None, checked_at=None, swatch="#000000")
+    row.codes, row.fix, row.fix_source = codes, fix, source  # type: ignore[assignment]
+    return row
+
+
+def test_a_group_says_whether_its_fix_is_the_same_for_every_host() -> None:
+    same = summarize([_row("a", ("+ install x", "- quarantine y")), _row("b", ("+ install x", "- quarantine y"))])
+    (g,) = same.groups
+    assert g.fix_common == ("+ install x", "- quarantine y") and not g.varies and g.fix_source == "plan"
+    varies = summarize([_row("a", ("+ install x", "- quarantine /a")), _row("b", ("+ install x", "- quarantine /b")),
+                        _row("c", ("+ install x", "- quarantine /b")), _row("d", ("hint",), "diagnosis")])
+    (g,) = varies.groups
+    # the plans' lines only: the host without a current plan is counted, its hint is not mixed in
+    assert g.fix_common == ("+ install x",) and g.varies and g.unplanned == 1
+    assert g.fix_varies == (("- quarantine /b", 2), ("- quarantine /a", 1))
+    hints = summarize([_row("a", ("hint 1",), "diagnosis"), _row("b", ("hint 1", "hint 2"), "diagnosis")]).groups[0]
+    assert hints.fix_source == "diagnosis" and hints.fix_common == ("hint 1",) and hints.fix_varies == (("hint 2", 1),)
+    # different problems are different groups, the larger first
+    two = summarize([_row("a", (), codes=("A",)), _row("b", (), codes=("B",)), _row("c", (), codes=("B",))]).groups
+    assert [(g.codes, g.hosts) for g in two] == [(("B",), ("b", "c")), (("A",), ("a",))]
+
+
+def test_the_page_is_self_contained_and_runs_only_its_own_script(store_path: Path) -> None:
     with Store.open(store_path) as s:
         page = render_html(collect(s), generated_at=0)
-    assert "<script" not in page and "alert(&quot;x&quot;)" in page
+    assert "alert(&quot;x&quot;)" in page and "<script>alert" not in page
     assert "http://" not in page and "https://" not in page and "<link" not in page and "src=" not in page
+    dom = _Dom()
+    dom.feed(page)
+    assert dom.script_types == ["application/json", None]
+    assert dom.script_text[1] == SCRIPT
+    (policy,) = dom.csp
+    assert policy == f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src {script_hash()}"
+    data = json.loads(dom.script_text[0])
+    assert [h["host"] for h in data] == list(HOSTS)
 
 
 class _Dom(HTMLParser):
+    """What the tests read of a page: host rows (with `hidden`), the table's marks, scripts, details, elements."""
+
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[dict[str, str | None]] = []
+        self.table: dict[str, str | None] = {}
         self.details = 0
+        self.filled: list[str] = []  # text inside filled host details
         self.scripts = 0
+        self.script_types: list[str | None] = []
+        self.script_text: list[str] = []
+        self.csp: list[str | None] = []
+        self.elements = 0
+        self.handlers: list[tuple[str, str]] = []  # on* attributes: there must be none
+        self._in_script = False
+        self._filled_depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
+        self.elements += 1
+        self.handlers += [(tag, k) for k in a if k.lower().startswith("on")]
         if tag == "tr" and "data-host" in a:
             self.rows.append(a)
+        elif tag == "table" and a.get("id") == "hosts":
+            self.table = a
         elif tag == "span" and "data-swatch" in a:
             self.rows[-1]["swatch"] = a["data-swatch"]
         elif tag == "details":
             self.details += 1
+            if self._filled_depth:
+                self._filled_depth += 1
+            elif a.get("data-filled"):
+                self._filled_depth = 1
+                self.filled.append("")
         elif tag == "script":
             self.scripts += 1
+            self.script_types.append(a.get("type"))
+            self.script_text.append("")
+            self._in_script = True
+        elif tag == "meta" and a.get("http-equiv") == "Content-Security-Policy":
+            self.csp.append(a.get("content"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+        elif tag == "details" and self._filled_depth:
+            self._filled_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.script_text[-1] += data
+        elif self._filled_depth:
+            self.filled[-1] += data
+
+    def shown(self) -> list[str]:
+        return [str(r["data-host"]) for r in self.rows if "hidden" not in r]
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -153,26 +253,67 @@ def count_colour(png: tuple[int, int, int, bytes], colour: str, tolerance: int =
     return n
 
 
+def dump(page: Path, fragment: str = "") -> _Dom:
+    dom = _Dom()
+    dom.feed(chromium("--dump-dom", page.as_uri() + fragment).stdout.decode())
+    assert dom.table.get("data-ready") == "yes", "the page's script did not run"
+    return dom
+
+
 def test_report_renders_in_headless_chromium(store_path: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     page = tmp_path / "report.html"
     assert main(["report", "--html", str(page), "--state-db", str(store_path)]) == 0
     assert "wrote" in capsys.readouterr().out
 
-    dom = _Dom()
-    dom.feed(chromium("--dump-dom", page.as_uri()).stdout.decode())
-    assert [r["data-host"] for r in dom.rows] == list(HOSTS)
-    assert dom.scripts == 0  # the hostile path stayed text
-    assert dom.details >= 8  # findings, changes and verify results, each one click away
+    dom = first = dump(page)
+    assert [r["data-host"] for r in dom.rows] == list(HOSTS) and dom.shown() == list(HOSTS)
+    assert dom.scripts == 2 and not dom.handlers  # its own two; the hostile path stayed text
+    assert not dom.filled  # every host's detail folded, and not drawn until opened
+
+    # Opened from the URL: gpu02's findings, its change since known-good and its failed verify, with evidence.
+    dom = dump(page, "#open=gpu02")
+    (detail,) = dom.filled
+    assert "changed since known-good" in detail and "verify failed" in detail and "cudnn load failed" in detail
+    assert '<script>alert("x")</script>' in detail and dom.scripts == 2  # shown as text, never an element
+
+    # Filters and sorting from the fragment, as a bookmark or a click on a tile sets them.
+    assert dump(page, "#status=changed").shown() == ["gpu02", "gpu04"]
+    assert dump(page, "#filter=refused").shown() == ["gpu03"]  # the text filter reads every cell
+    assert dump(page, "#sort=host&dir=desc").shown() == list(reversed(HOSTS))
+    assert dump(page, f"#group={first.rows[2]['data-group']}&status=unreachable").shown() == ["gpu03"]
 
     shot = tmp_path / "shot.png"
-    chromium(f"--screenshot={shot}", "--window-size=1400,900", page.as_uri())
+    chromium(f"--screenshot={shot}", "--window-size=1400,1400", page.as_uri())
     png = decode_png(shot.read_bytes())
-    for r in dom.rows:
+    for status in ("ok", "changed", "not compliant", "unreachable"):  # the summary's tiles
+        assert count_colour(png, STATUS_COLOURS[status]) >= 100 * 40, f"no {status} tile on screen"
+    assert count_colour(png, STATUS_COLOURS["failed"]) == 0  # no failed host: its tile is grey
+    for r in first.rows:
         swatch = str(r["swatch"])
         assert swatch == swatch_colour(list(HOSTS).index(str(r["data-host"])))
-        assert count_colour(png, swatch) >= 28 * 28 * 0.8, f"row {r['data-host']} ({swatch}) is not on screen"
+        assert count_colour(png, swatch) >= 12 * 12 * 0.8, f"row {r['data-host']} ({swatch}) is not on screen"
     assert count_colour(png, "#123456") == 0  # the check can fail
+
+
+def test_summary_as_json_and_text(store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--format", "json", "--state-db", str(store_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["hosts"] == 5 and doc["counts"]["changed"] == 2
+    assert [c["key"] for c in doc["charts"]] == ["driver", "cuda", "cuda_driver", "cudnn", "framework"]
+    unreachable = next(g for g in doc["groups"] if g["codes"] == ["UNREACHABLE"])
+    assert unreachable["hosts"] == ["gpu03"] and unreachable["count"] == 1 and "fix" in unreachable
+
+    page = tmp_path / "r.html"
+    assert main(["report", "--html", str(page), "--format", "json", "--state-db", str(store_path),
+                 "--host", "gpu01", "--host", "gpu03"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["hosts"] == 2 and "wrote" in err and page.exists()
+
+    assert main(["report", "--state-db", str(store_path)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("5 host(s): 1 not compliant, 2 changed, 1 unreachable, 1 ok")
+    assert "distinct problem(s), largest first" in text and "UNREACHABLE" in text
 
 
 def test_report_errors(tmp_path: Path, store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

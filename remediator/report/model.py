@@ -1,25 +1,26 @@
-"""The fleet at a glance: one self-contained HTML page built from the state store's latest records.
+"""The report's rows: one per host, read from the state store's latest drift check, probe, plan and verify.
 
-Hosts are rows, stack layers are columns, each cell coloured by the worst thing found in that layer
-(an error finding, a change since known-good, a warning); every finding and change sits in a
-`<details>` element with its evidence, one click away. No scripts, no external assets: the page is
-one file that can be mailed or archived. Everything that came from a host is HTML-escaped, and its
-control and bidi characters are shown escaped as in the terminal (`printable`), so no value can reorder
-or hide the text around it.
+Each row keeps what the page and the summary need: the status, a cell per stack layer coloured by the
+worst thing found there (an error finding, a change since known-good, a warning) with its evidence,
+the versions the fleet charts count, the problem codes hosts are grouped by and the fix that applies.
+Values stay as the host wrote them; escaping is the page's job (remediator.report.page).
 """
 
 from __future__ import annotations
 
 import colorsys
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from remediator.cli.render import printable
 from remediator.facts import HostFacts
+from remediator.plan import Action, fingerprint
 from remediator.state import Store, iso
 
+# What a host's row says of it, worst first: its drift check's outcome (a drift split into a change since
+# known-good and findings against the target, as the legend promises), or unchecked without one.
+STATUSES: tuple[str, ...] = ("not compliant", "changed", "failed", "unreachable", "unchecked", "ok")
+FixSource = Literal["plan", "diagnosis", ""]  # where a host's fix lines came from; "" nothing known
 CellStatus = Literal["error", "drift", "warning", "ok", "unknown"]
 _RANK: dict[CellStatus, int] = {"error": 0, "drift": 1, "warning": 2, "ok": 3, "unknown": 4}
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -63,6 +64,14 @@ class HostRow:
     swatch: str
     error: str | None = None
     cells: dict[str, Cell] = field(default_factory=lambda: {key: Cell() for key, _ in COLUMNS})
+    # What the fleet charts count, per chart key (remediator.report.summary.CHARTS): labels as written.
+    versions: dict[str, list[str]] = field(default_factory=dict)
+    # The problem the host is grouped by: its error and warning codes, `changed:<layer>` per changed layer,
+    # or its drift check's outcome when it could not be checked.
+    codes: tuple[str, ...] = ()
+    fix: tuple[str, ...] = ()  # one line per planned action, or the diagnosis' fix hints
+    fix_source: FixSource = ""
+    said: dict[str, str] = field(default_factory=dict)  # each code of `codes`: the first message saying it
 
 
 def swatch_colour(index: int) -> str:
@@ -103,6 +112,10 @@ def collect(store: Store, hosts: Sequence[str] | None = None) -> list[HostRow]:
                       error=report.get("error"))
         facts = probe.facts if probe is not None else None
         _fill_texts(row, facts)
+        row.versions = versions_of(facts)
+        row.codes = problem_codes(row.status, findings, report.get("changes", []))
+        row.said = _said(row, findings, report.get("changes", []))
+        row.fix, row.fix_source = _fix(store.last_plan(host), facts, findings, report.get("hint"))
         if row.status in ("unreachable", "failed"):
             for cell in row.cells.values():
                 cell.base = "unknown"
@@ -132,6 +145,77 @@ def collect(store: Store, hosts: Sequence[str] | None = None) -> list[HostRow]:
     return rows
 
 
+def problem_codes(status: str, findings: Sequence[Mapping[str, Any]],
+                  changes: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """What groups hosts with the same problem: sorted, so the order findings came in does not split groups."""
+    if status in ("unreachable", "failed"):
+        return (status.upper(),)
+    codes = {str(f.get("code")) for f in findings if f.get("severity") in ("error", "warning")}
+    codes |= {f"changed:{_LAYER_COLUMN.get(str(c.get('layer')), 'framework')}" for c in changes}
+    return tuple(sorted(codes))
+
+
+def _said(row: HostRow, findings: Sequence[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    said: dict[str, str] = {}
+    if row.status in ("unreachable", "failed") and row.codes:
+        said[row.codes[0]] = row.error or row.status
+    for f in findings:
+        said.setdefault(str(f.get("code")), f"{f.get('code')}: {f.get('message')}")
+    for c in changes:
+        said.setdefault(f"changed:{_LAYER_COLUMN.get(str(c.get('layer')), 'framework')}",
+                        f"changed since known-good: {c.get('summary')}")
+    return said
+
+
+def _fix(plan: tuple[float, Mapping[str, Any]] | None, facts: HostFacts | None,
+         findings: Sequence[Mapping[str, Any]], hint: object) -> tuple[tuple[str, ...], FixSource]:
+    """The plan's actions when the plan was made from the facts the host has now; else the findings' fix hints.
+
+    A plan made from other facts (the host changed since) would name the wrong paths, so it is not shown.
+    """
+    if plan is not None and facts is not None and plan[1].get("fingerprint") == fingerprint(facts):
+        lines = tuple(action_line(a) for a in plan[1].get("actions", []) if isinstance(a, Mapping))
+        if lines or plan[1].get("status") == "compliant":
+            return lines, "plan"
+    hints = [str(f["fix"]) for f in findings if f.get("fix")] or ([str(hint)] if hint else [])
+    return tuple(dict.fromkeys(hints)), "diagnosis" if hints else ""
+
+
+def action_line(action: Mapping[str, Any]) -> str:
+    """`+ install package cuda-toolkit-11-0`: the plan command's wording of one recorded action."""
+    from remediator.cli.plan import describe  # the wording `remediate plan` prints
+
+    try:
+        a = Action(kind=action["kind"], params=dict(action.get("params") or {}), finding=action.get("finding"),
+                   reason=str(action.get("reason", "")), requires_approval=bool(action.get("requires_approval")))
+        text = f"{a.symbol} {describe(a)}"
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return f"? {action.get('kind')}: {action.get('params')}"  # a plan from another version of remediate
+    return text + (" [needs approval]" if a.requires_approval else "")
+
+
+def versions_of(facts: HostFacts | None) -> dict[str, list[str]]:
+    """The labels each fleet chart counts this host under (distinct per host; empty when not probed)."""
+    if facts is None:
+        return {}
+    d = facts.driver
+    default = facts.default_toolkit()
+    return {
+        "driver": [d.version or "none"],
+        "cuda": [_major_minor(default.version) if default else ("no default" if facts.toolkits else "none")],
+        "cuda_driver": [d.cuda_driver_version or "unknown"],
+        "cudnn": list(dict.fromkeys(_major_minor(x.version) for x in facts.cudnn)) or ["none"],
+        "framework": list(dict.fromkeys(f"{f.name} {f.version}" for e in facts.envs for f in e.frameworks))
+        or ["none"],
+    }
+
+
+def _major_minor(version: str) -> str:
+    # 11.0.221 and 11.0.3 are one CUDA 11.0 to a reader of the chart; a value that is not dotted stays whole.
+    parts = version.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 and all(p.isdigit() for p in parts[:2]) else version
+
+
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= 2000 else text[:2000] + " ..."
@@ -156,91 +240,3 @@ def _fill_texts(row: HostRow, facts: HostFacts | None) -> None:
     c["framework"].text = ", ".join(fws) or "none"
     names = [g.name for g in facts.gpus]
     c["gpu"].text = (f"{len(names)}x {names[0]}" if names and len(set(names)) == 1 else ", ".join(names)) or "no GPU"
-
-
-# --- HTML -----------------------------------------------------------------------------------------
-
-
-_CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #1a1a1a; background: #fff; }
-h1 { font-size: 20px; margin: 0 0 4px; }
-p.meta { margin: 0 0 12px; color: #555; }
-table { border-collapse: collapse; width: 100%; }
-th, td { border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; text-align: left; }
-th { background: #eee; }
-td.host { white-space: nowrap; font-weight: 600; }
-span.swatch { display: inline-block; width: 28px; height: 28px; vertical-align: middle; margin-right: 6px; }
-td.error { background: #f8c9c4; } td.drift { background: #e3cdf5; } td.warning { background: #fbe8b0; }
-td.ok { background: #cdebd0; } td.unknown { background: #e6e6e6; }
-details { margin: 2px 0; } summary { cursor: pointer; font-size: 12px; }
-dl { margin: 2px 0 4px 12px; font-size: 12px; } dt { font-weight: 600; } dd { margin: 0 0 2px 12px; }
-dd, .val { font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
-.legend span { display: inline-block; padding: 1px 6px; margin-right: 4px; border: 1px solid #ccc; }
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(printable(value), quote=True)
-
-
-def render_html(rows: Sequence[HostRow], *, generated_at: float, last_run: float | None = None,
-                title: str = "remediate: fleet report") -> str:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no hosts recorded"
-    meta = f"{len(rows)} host(s): {summary}. Generated {iso(generated_at)}"
-    if last_run is not None:
-        meta += f"; last drift check started {iso(last_run)}"
-    out = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>", f'<p class="meta">{_e(meta)}.</p>',
-        '<p class="legend">'
-        + "".join(f'<span class="{s}" style="background:{_BG[s]}">{_e(w)}</span>' for s, w in _LEGEND)
-        + "</p>",
-        '<table id="fleet"><thead><tr><th>Host</th><th>Status</th>'
-        + "".join(f"<th>{_e(name)}</th>" for _, name in COLUMNS) + "</tr></thead><tbody>",
-    ]
-    for r in rows:
-        out.append(_row(r))
-    out.append("</tbody></table></body></html>\n")
-    return "\n".join(out)
-
-
-_BG = {"error": "#f8c9c4", "drift": "#e3cdf5", "warning": "#fbe8b0", "ok": "#cdebd0", "unknown": "#e6e6e6"}
-_LEGEND = (("error", "error finding"), ("drift", "changed since known-good"), ("warning", "warning"),
-           ("ok", "ok"), ("unknown", "unknown / not checked"))
-
-
-def _row(r: HostRow) -> str:
-    target = f"<br><small>{_e(r.target)}</small>" if r.target else ""
-    when = f"<br><small>{_e(iso(r.checked_at))}</small>" if r.checked_at else ""
-    status_class = {"ok": "ok", "changed": "drift", "not compliant": "error", "unreachable": "error",
-                    "failed": "error"}.get(r.status, "unknown")
-    error = f"<br><small>{_e(r.error)}</small>" if r.error else ""
-    parts = [
-        f'<tr data-host="{_e(r.host)}" data-status="{_e(r.status)}">',
-        f'<td class="host"><span class="swatch" style="background:{r.swatch}" data-swatch="{r.swatch}"></span>'
-        f"{_e(r.host)}{target}</td>",
-        f'<td class="{status_class}">{_e(r.status)}{when}{error}</td>',
-    ]
-    for key, _ in COLUMNS:
-        cell = r.cells[key]
-        items = "".join(_item(i) for i in sorted(cell.items, key=lambda i: _RANK[i.status]))
-        parts.append(f'<td class="{cell.status}" data-layer="{key}"><span class="val">{_e(cell.text)}</span>'
-                     f"{items}</td>")
-    parts.append("</tr>")
-    return "".join(parts)
-
-
-def _item(item: Item) -> str:
-    evidence = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in item.evidence)
-    return (f'<details class="{item.status}"><summary>{_e(item.title)}</summary>'
-            + (f"<dl>{evidence}</dl>" if evidence else "") + "</details>")
-
-
-def build_report(store: Store, *, generated_at: float, hosts: Sequence[str] | None = None) -> str:
-    last = store.last_run("drift")
-    return render_html(collect(store, hosts), generated_at=generated_at, last_run=last[1] if last else None)
