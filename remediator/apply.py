@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from remediator import locks
+from remediator.action_outcomes import action_outcomes
 from remediator.action_rules import check_actions, check_target
 from remediator.errors import ExitStatus, InputError, RemediatorError, UsageError
 from remediator.facts import HostFacts
@@ -313,6 +314,8 @@ class HostApply:
     counts: Mapping[str, int] = field(default_factory=dict)
     verify: Mapping[str, Any] | None = None
     planned: str | None = None  # the host's status in the plan, for hosts skipped because of it
+    # What became of each planned action (remediator.action_outcomes): done, failed and why, not reached.
+    actions: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def counts_against(self) -> bool:
@@ -340,6 +343,7 @@ class HostApply:
             "task": self.task, "quarantine_manifest": self.quarantine_manifest,
             "plan_fingerprint": self.plan_fingerprint, "probed_fingerprint": self.probed_fingerprint,
             "resumed": self.resumed, "counts": dict(self.counts), "verify": self.verify, "planned": self.planned,
+            "actions": [dict(a) for a in self.actions],
         }
 
 
@@ -645,6 +649,9 @@ class _Rollout:
             failed = 0
             for name in batch:
                 h = self.host_from(self.hosts[name], outcome.hosts[name], ident, ok_status)
+                if self.kind == "apply" and not self.options.check and h.status in ("applied", "failed"):
+                    planned = host_vars[name].get("remediator_actions") or []
+                    h = dataclasses.replace(h, actions=tuple(action_outcomes(planned, h.status, h.task, h.error)))
                 failed += h.status in ("failed", "unreachable")
                 self.set(h)
             self.batches.append(BatchResult(ident, tuple(batch), outcome.status, outcome.rc, failed,

@@ -533,6 +533,8 @@ class _Builder:
             if wrong_here or shadows:
                 self.quarantine_cudnn_copy(copy, "CUDNN_SHADOWED" if shadows else "CUDNN_MISMATCH")
                 fitting = [c for c in fitting if c is not copy]
+        # A copy inside a toolkit this plan moves aside (or removes) goes with it: it cannot be pinned.
+        fitting = [c for c in fitting if not self.moved_aside(self.resolve_link(c.path))]
         if fitting:
             best = max(fitting, key=lambda c: (c.install_method in ("deb", "rpm"), _release(c.version)))
             self.kept.append(f"{best.path}: cuDNN {best.version} fits {req.framework} {req.version}")
@@ -543,6 +545,13 @@ class _Builder:
                  f"cuDNN {req.cudnn} for CUDA {req.cuda}", manager="system", name=name,
                  version=f"{req.cudnn}.*+cuda{req.cuda}" if major in ("7", "8") else f"{req.cudnn}.*", extra=[])
         return package_lib_dir(self.facts)
+
+    def moved_aside(self, path: str) -> bool:
+        """Whether a quarantine or a package removal of this plan takes `path` away."""
+        gone = [a.params["path"] for a in self.actions if a.kind == "quarantine_path"]
+        removed = {a.params.get("name") for a in self.actions if a.kind == "remove_package"}
+        gone += [t.path for t in self.facts.toolkits if any(p.partition("=")[0] in removed for p in t.packages)]
+        return _owner(path, gone) is not None
 
     def quarantine_cudnn_copy(self, copy: CudnnInstall, finding: str) -> None:
         files = [posixpath.join(copy.path, lib) for lib in copy.libraries]

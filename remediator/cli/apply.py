@@ -239,6 +239,11 @@ def render_summary(result: ApplyResult, result_path: str | None = None) -> str:
             v = h.verify
             said = "pass" if v.get("passed") else (v.get("verdict") or v.get("error") or "?")
             line += f"\n{'':<{width}}  {'':<11}  verify: {printable(str(said))}"
+        if h.status == "failed":
+            for a in h.actions:
+                if a.get("outcome") != "done":
+                    line += (f"\n{'':<{width}}  {'':<11}  {printable(str(a.get('outcome')))}: "
+                             f"{printable(str(a.get('what')))}: {printable(str(a.get('why')))}")
         if h.quarantine_manifest and h.status in ("applied", "failed", "unreachable"):
             line += f"\n{'':<{width}}  {'':<11}  manifest: {printable(h.quarantine_manifest)}"
         if h.hint and h.status not in ("applied", "check", "rolled_back"):

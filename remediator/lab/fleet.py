@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from remediator.errors import RemediatorError, UsageError
-from remediator.lab import build, scenario, sshd
+from remediator.lab import build, python_mirror, scenario, sshd
 from remediator.lab.scenario import Scenario
 
 STATE_FILE = "lab.json"
@@ -525,6 +525,8 @@ def _inventory(lab: Lab, scenarios: dict[str, Scenario]) -> str:
         if not s.no_target:
             v["remediate_target"] = s.target
         v["remediate_expect"] = list(s.expect)
+        # A Python the host's distro (the outer machine's Debian) lacks comes from the lab's local mirror.
+        v["remediator_python_mirror"] = python_mirror.LAB_URL
         hosts[h.name] = v
     groups: dict[str, dict[str, dict[str, None]]] = {}
     for h in lab.hosts:

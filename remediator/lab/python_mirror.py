@@ -46,6 +46,11 @@ BUNDLED_LIBS = ("libffi.so.7*", "libssl.so.1.1", "libcrypto.so.1.1", "libmpdec.s
 _STEP_TIMEOUT = 600
 
 
+# What every lab host's inventory names as its remediator_python_mirror (fleet.py): the lab models a fleet
+# with a Python mirror. Plans only name it; apply needs it built (`build()`, as the integration tests do).
+LAB_URL = "file://" + str(CACHE / "mirror")
+
+
 class MirrorUnavailable(Exception):
     """The mirror cannot be built here (no Debian archive or PyPI reachable, no apt-get): callers skip."""
 
@@ -198,4 +203,4 @@ def _run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = 
     return done.stdout
 
 
-__all__ = ["CACHE", "MirrorUnavailable", "PythonMirror", "build"]
+__all__ = ["CACHE", "LAB_URL", "MirrorUnavailable", "PythonMirror", "build"]

@@ -21,17 +21,18 @@ V = "/opt/remediator/venvs"
 # libcudnn*/cudnn*.h files must all be quarantined)
 EXPECTED: dict[str, tuple[str, list[tuple[str, str]], set[str] | str]] = {
     "cuda-missing": ("changes", [
-        ("set_cuda_link", "/usr/local/cuda-11.0"), ("install_package", "python3.8"),
-        ("install_package", "cuda-toolkit-11-0"), ("install_package", "libcudnn8=8.0.*+cuda11.0"),
+        ("set_cuda_link", "/usr/local/cuda-11.0"), ("install_package", "cuda-toolkit-11-0"),
+        ("install_package", "libcudnn8=8.0.*+cuda11.0"), ("install_python", ">=3.6,<3.9"),
         ("create_venv", f"{V}/tensorflow-2.4.1"), ("pip_install", "tensorflow==2.4.1"),
         ("pin_loader_path", "/usr/local/cuda-11.0/lib64")], set()),
     "cuda-wrong-default": ("changes", [
-        ("set_cuda_link", "/usr/local/cuda-11.2"), ("install_package", "python3.9"),
+        ("set_cuda_link", "/usr/local/cuda-11.2"), ("install_python", ">=3.6,<3.10"),
         ("create_venv", f"{V}/tensorflow-2.5.0"), ("pip_install", "tensorflow==2.5.0"),
         ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], "toolkit"),
     "cudnn-mismatch": ("changes", [
-        ("install_package", "python3.9"), ("install_package", "libcudnn8=8.1.*+cuda11.2"),
-        ("create_venv", f"{V}/tensorflow-2.6.0"), ("pip_install", "tensorflow==2.6.0"),
+        ("install_package", "libcudnn8=8.1.*+cuda11.2"),
+        ("install_python", ">=3.6,<3.10"), ("create_venv", f"{V}/tensorflow-2.6.0"),
+        ("pip_install", "tensorflow==2.6.0"),
         ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], set()),
     "cudnn-shadowed": ("changes", [
         ("create_venv", f"{V}/tensorflow-2.12.0"), ("pip_install", "tensorflow==2.12.0"),
@@ -40,7 +41,7 @@ EXPECTED: dict[str, tuple[str, list[tuple[str, str]], set[str] | str]] = {
     "driver-too-old-for-toolkit": ("compliant", [], set()),
     "driver-too-old": ("blocked", [("upgrade_driver", "520.61.05")], set()),
     "framework-conflict": ("changes", [
-        ("install_package", "python3.9"), ("create_venv", f"{V}/tensorflow-2.5.0"),
+        ("install_python", ">=3.6,<3.10"), ("create_venv", f"{V}/tensorflow-2.5.0"),
         ("pip_install", "tensorflow==2.5.0"), ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], set()),
     "framework-cpu-only": ("changes", [
         ("create_venv", f"{V}/pytorch-2.0.1"), ("pip_install", "torch==2.0.1")], set()),
@@ -51,21 +52,22 @@ EXPECTED: dict[str, tuple[str, list[tuple[str, str]], set[str] | str]] = {
     "healthy-tf-system-cuda": ("compliant", [], set()),
     "ldpath-missing-dir": ("compliant", [], set()),
     "lib-shadowed-conda": ("changes", [
-        ("install_package", "python3.10"), ("install_package", "libcudnn8=8.1.*+cuda11.2"),
-        ("create_venv", f"{V}/tensorflow-2.10.0"), ("pip_install", "tensorflow==2.10.0"),
+        ("install_package", "libcudnn8=8.1.*+cuda11.2"),
+        ("install_python", ">=3.7,<3.11"), ("create_venv", f"{V}/tensorflow-2.10.0"),
+        ("pip_install", "tensorflow==2.10.0"),
         ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], "/usr/local/cuda-11.2/targets/x86_64-linux"),
     "lib-shadowed-pip": ("changes", [
         ("create_venv", f"{V}/pytorch-2.1.0"), ("pip_install", "torch==2.1.0")], {"/etc/profile.d/cuda.sh"}),
     "no-driver": ("blocked", [("upgrade_driver", "520.61.05")], set()),
     # The real-world hosts (docs/lab-realworld.md): each verdict decided by resolving libraries like the loader.
     "conda-tf29-jupyter-activate-only": ("changes", [
-        ("set_cuda_link", "/usr/local/cuda-11.2"), ("install_package", "python3.10"),
-        ("install_package", "cuda-toolkit-11-2"), ("install_package", "libcudnn8=8.1.*+cuda11.2"),
+        ("set_cuda_link", "/usr/local/cuda-11.2"), ("install_package", "cuda-toolkit-11-2"),
+        ("install_package", "libcudnn8=8.1.*+cuda11.2"), ("install_python", ">=3.7,<3.11"),
         ("create_venv", f"{V}/tensorflow-2.9.1"), ("pip_install", "tensorflow==2.9.1"),
         ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], set()),
     "conda-torch130-cudatoolkit101-driver410": ("blocked", [("upgrade_driver", "418.39")], set()),
     "conda-torch170-tfnightly-two-cuda": ("changes", [
-        ("install_package", "python3.8"), ("create_venv", f"{V}/pytorch-1.7.0"), ("pip_install", "torch==1.7.0")],
+        ("install_python", ">=3.6,<3.9"), ("create_venv", f"{V}/pytorch-1.7.0"), ("pip_install", "torch==1.7.0")],
         set()),
     "healthy-colab-torch111-no-target": ("compliant", [], set()),
     "healthy-minor-compat-470-m60": ("compliant", [], set()),
@@ -77,31 +79,39 @@ EXPECTED: dict[str, tuple[str, list[tuple[str, str]], set[str] | str]] = {
     "libcuda-missing-r384": ("blocked", [], set()),
     "nvml-mismatch-r550-torch": ("blocked", [("reboot", "")], set()),
     "nvml-mismatch-tf26-460-470": ("blocked", [
-        ("reboot", ""), ("install_package", "python3.9"), ("create_venv", f"{V}/tensorflow-2.6.0"),
+        ("reboot", ""), ("install_python", ">=3.6,<3.10"), ("create_venv", f"{V}/tensorflow-2.6.0"),
         ("pip_install", "tensorflow==2.6.0"), ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], set()),
     "stub-libcuda-ld-so-conf": ("changes", [
-        ("install_package", "python3.6"), ("create_venv", f"{V}/tensorflow-1.5.0"),
+        ("install_python", ">=3.3,<3.7"), ("create_venv", f"{V}/tensorflow-1.5.0"),
         ("pip_install", "tensorflow-gpu==1.5.0"), ("pin_loader_path", "/usr/local/cuda-9.0/lib64")],
         {"/etc/ld.so.conf.d/nvidia_mp.conf"}),
     "tf216-pip-without-and-cuda": ("changes", [
         ("create_venv", f"{V}/tensorflow-2.16.1"), ("pip_install", "tensorflow[and-cuda]==2.16.1")], set()),
     "torch1100-cu102-rtx3090": ("changes", [
-        ("install_package", "python3.9"), ("create_venv", f"{V}/pytorch-1.10.0"),
+        ("install_python", ">=3.6,<3.10"), ("create_venv", f"{V}/pytorch-1.10.0"),
         ("pip_install", "torch==1.10.0+cu111")], set()),
     "torch130-cu101-driver410": ("blocked", [("upgrade_driver", "418.39")], set()),
     "torch171-cu102-driver418": ("changes", [
-        ("install_package", "python3.9"), ("create_venv", f"{V}/pytorch-1.7.1"),
+        ("install_python", ">=3.6,<3.10"), ("create_venv", f"{V}/pytorch-1.7.1"),
         ("pip_install", "torch==1.7.1+cu101")], set()),
     "torch181-cu102-a100-no-target": ("changes", [
-        ("install_package", "python3.9"), ("create_venv", f"{V}/pytorch-1.8.1"),
+        ("install_python", ">=3.6,<3.10"), ("create_venv", f"{V}/pytorch-1.8.1"),
         ("pip_install", "torch==1.8.1+cu111")], set()),
     "torch201-poetry-no-nvidia-wheels": ("changes", [
         ("create_venv", f"{V}/pytorch-2.0.1"), ("pip_install", "torch==2.0.1")], set()),
     # Probed with become (the lab's ansible_become): alice's venv and the conda env under /root are seen.
     "become-hidden-envs": ("changes", [
         ("create_venv", f"{V}/tensorflow-2.16.1"), ("pip_install", "tensorflow[and-cuda]==2.16.1")], set()),
+    # The seed's case (issue #12): the toolkits that conflict (the copied cuDNN goes with 11.2) and the loader
+    # config quarantined, CUDA 11.0 and its cuDNN from packages, Python 3.6-3.8 from the lab's mirror.
+    "tf241-cuda112-cudnn81-copied": ("changes", [
+        ("set_cuda_link", "/usr/local/cuda-11.0"), ("install_package", "cuda-toolkit-11-0"),
+        ("install_package", "libcudnn8=8.0.*+cuda11.0"), ("install_python", ">=3.6,<3.9"),
+        ("create_venv", f"{V}/tensorflow-2.4.1"), ("pip_install", "tensorflow==2.4.1"),
+        ("pin_loader_path", "/usr/local/cuda-11.0/lib64")],
+        {"/usr/local/cuda-11.2", "/usr/local/cuda-10.1", "/etc/profile.d/cuda.sh"}),
     "python-unsupported": ("changes", [
-        ("install_package", "python3.10"), ("create_venv", f"{V}/tensorflow-2.10.0"),
+        ("install_python", ">=3.7,<3.11"), ("create_venv", f"{V}/tensorflow-2.10.0"),
         ("pip_install", "tensorflow==2.10.0"), ("pin_loader_path", "/usr/local/cuda-11.2/lib64")], set()),
 }
 
@@ -112,6 +122,7 @@ def _key(action: dict) -> str:
         return p["name"] + (f"={p['version']}" if p.get("version") else "")
     return {
         "set_cuda_link": lambda: p["target"], "create_venv": lambda: p["path"],
+        "install_python": lambda: p["version"],
         "pip_install": lambda: " ".join(p["requirements"]), "pin_loader_path": lambda: ":".join(p["ld_library_path"]),
         "upgrade_driver": lambda: p["min_version"],
     }.get(kind, lambda: "")()
@@ -128,7 +139,7 @@ def test_plan_file_validates_and_exit_code_says_changes(lab_plan) -> None:  # ty
     rc, plan = lab_plan
     jsonschema.validate(plan, SCHEMA)
     assert rc == 2
-    assert plan["summary"] == {"compliant": 12, "changes": 19, "blocked": 8, "unreachable": 0}
+    assert plan["summary"] == {"compliant": 12, "changes": 20, "blocked": 8, "unreachable": 0}
 
 
 def test_every_scenario_is_planned(lab, lab_plan) -> None:  # type: ignore[no-untyped-def]

@@ -70,10 +70,11 @@ class PlaybookLab:
         the lab's Python, and no framework install unless asked (those targets do not install on it)."""
         out = []
         for a in self.plan[host]["actions"]:
-            if a["kind"] == "install_package" or (a["kind"] == "pip_install" and not pip):
+            if a["kind"] in ("install_package", "install_python") or (a["kind"] == "pip_install" and not pip):
                 continue
             if a["kind"] == "create_venv":
-                a = {**a, "params": {**a["params"], "python": "/usr/bin/python3"}}
+                params = {k: v for k, v in a["params"].items() if k != "uv"}  # no uv-managed CPython here
+                a = {**a, "params": {**params, "python": "/usr/bin/python3"}}
             out.append(a)
         return out
 

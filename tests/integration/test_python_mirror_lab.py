@@ -63,17 +63,20 @@ def plan(lab: ApplyLab, inventory: Path, *extra: str) -> tuple[int, dict[str, An
     return status, json.loads(out.read_text()), out
 
 
-def with_mirror_var(lab: ApplyLab, url: str) -> Path:
-    """The lab's inventory with remediator_python_mirror set on the host, as an operator would set it."""
+def with_mirror_var(lab: ApplyLab, url: str | None) -> Path:
+    """The lab's inventory with the host's remediator_python_mirror set to `url` (None: not set)."""
     doc = yaml.safe_load(lab.inventory.read_text())
-    doc["all"]["children"]["lab"]["hosts"][HOST]["remediator_python_mirror"] = url
-    path = lab.work / "inventory-mirror.yml"
+    host = doc["all"]["children"]["lab"]["hosts"][HOST]
+    host.pop("remediator_python_mirror", None)
+    if url is not None:
+        host["remediator_python_mirror"] = url
+    path = lab.work / f"inventory-{'mirror' if url else 'none'}.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
 
 def test_without_a_mirror_the_host_is_blocked_with_the_reason(pylab: ApplyLab) -> None:
-    status, doc, _ = plan(pylab, pylab.inventory)
+    status, doc, _ = plan(pylab, with_mirror_var(pylab, None))
     (host,) = doc["hosts"]
     assert status == 2 and host["status"] == "blocked", host
     for part in ("needs Python 3.7-3.10", "Debian 12 (bookworm)", "Python 3.11 only", "remediator_python_mirror"):
@@ -85,7 +88,7 @@ def test_the_mirror_s_cpython_is_installed_by_uv_and_the_venv_runs_it(pylab: App
                                                                      mirror: python_mirror.PythonMirror) -> None:
     # The inventory var and the option plan the same actions.
     status, by_var, plan_path = plan(pylab, with_mirror_var(pylab, mirror.url))
-    _, by_option, _ = plan(pylab, pylab.inventory, "--python-mirror", mirror.url)
+    _, by_option, _ = plan(pylab, with_mirror_var(pylab, None), "--python-mirror", mirror.url)
     (host,) = by_var["hosts"]
     assert status == 2 and host["status"] == "changes", host
     assert host["actions"] == by_option["hosts"][0]["actions"]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import driver, host, toolkit
+from factories import cudnn_copy_in_toolkit, driver, host, ld_path, tf, toolkit, venv
 
 from remediator.action_rules import check_actions, mirror_problem
 from remediator.cli import main
@@ -153,6 +153,30 @@ def test_install_python_and_its_venv_keep_to_the_venv_root() -> None:
     foreign = [dataclasses.replace(a, params={**a.params, "python": "/usr/bin/python3"})
                if a.kind == "create_venv" else a for a in good.actions]
     assert [v.field for v in check_actions(foreign, "/opt/remediator/venvs")] == ["params.python"]
+
+
+# --- the seed's host (issue #12): TF 2.4.1 with CUDA 11.2 as default, cuDNN 8.1 copied into it ---------------
+
+
+def test_the_seed_host_quarantines_what_conflicts_and_never_pins_what_it_moves_aside() -> None:
+    facts = host(os=BOOKWORM, driver=driver("455.45.01"),
+                 toolkits=(toolkit("11.2.1", default=True), toolkit("10.1.243")),
+                 cudnn=(cudnn_copy_in_toolkit("8.1.1", "/usr/local/cuda-11.2"),),
+                 loader=ld_path("/usr/local/cuda-11.2/lib64", "/usr/local/cuda-10.1/lib64", "/usr/local/cuda/lib64"),
+                 envs=(PY311, venv("/home/ubuntu/venvs/tf24", "3.8.10", tf("2.4.1", "11.0", "8"))))
+    result = plan_host(facts, parse_target("tensorflow==2.4.1"), MATRIX, Policy(python_mirror=MIRROR))
+    assert result.status == "changes", result.error
+    moved = {a.params["path"] for a in result.actions if a.kind == "quarantine_path"}
+    assert moved == {"/usr/local/cuda-11.2", "/usr/local/cuda-10.1", "/etc/profile.d/cuda.sh"}
+    # The cuDNN 8.1 copy goes with its toolkit: a cuDNN 8.0 for CUDA 11.0 is installed, and the pin names
+    # only what will be there.
+    installs = [a.params["name"] + "=" + (a.params["version"] or "") for a in result.actions
+                if a.kind == "install_package"]
+    assert installs == ["cuda-toolkit-11-0=", "libcudnn8=8.0.*+cuda11.0"]
+    (pin,) = [a for a in result.actions if a.kind == "pin_loader_path"]
+    assert pin.params["ld_library_path"] == ["/usr/local/cuda-11.0/lib64"]
+    assert not any("/usr/local/cuda-11.2" in k for k in result.kept), result.kept
+    assert [a.kind for a in result.actions][-4:] == ["install_python", "create_venv", "pip_install", "pin_loader_path"]
 
 
 # --- the command line ---------------------------------------------------------------------------------
