@@ -27,7 +27,7 @@ from remediator.state import Store, iso
 
 # Tiles of the summary band: strong colours, distinct from the cells' pastels, so they read at a glance.
 STATUS_COLOURS = {"ok": "#2e7d32", "changed": "#7b1fa2", "not compliant": "#c62828", "unreachable": "#e65100",
-                  "failed": "#4e342e", "unchecked": "#616161"}
+                  "failed": "#4e342e", "unchecked": "#546e7a"}
 CHART_COLOURS = {"driver": "#1565c0", "cuda": "#00838f", "cuda_driver": "#00695c", "cudnn": "#6a1b9a",
                  "framework": "#ad1457"}
 _BG = {"error": "#f8c9c4", "drift": "#e3cdf5", "warning": "#fbe8b0", "ok": "#cdebd0", "unknown": "#e6e6e6"}
