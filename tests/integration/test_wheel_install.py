@@ -87,6 +87,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     base = tmp_path_factory.mktemp("build")
     src, dist = base / "src", base / "dist"
     project_copy(src)
+    # Bytecode as a test run of the collection's modules leaves it: pyproject's exclude-package-data must keep
+    # it out of both archives (package-data takes ansible_collections/**/*).
+    pycache = src / COLLECTION / "plugins" / "modules" / "__pycache__"
+    pycache.mkdir()
+    (pycache / "remediator_lock.cpython-311.pyc").write_bytes(b"\0")
     # Without PYTHONDONTWRITEBYTECODE, which makes setuptools warn "byte-compiling is disabled".
     env = clean_env(base)
     done = subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)], cwd=base, env=env,
