@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import getpass
 import logging
 import os
@@ -93,13 +94,38 @@ def known_hosts_name(hostname: str, port: int) -> str:
 
 def read_known_hosts(path: str) -> list[KnownHostEntry]:
     """Parse one known_hosts file, skipping lines we cannot read (as ssh does) rather than failing."""
+    entries: list[KnownHostEntry] = []
+    for line in _known_host_lines(path):
+        key = _host_key(line[3], line[4])
+        if key is not None:
+            entries.append(KnownHostEntry(path, line[0], line[1], line[2], key))
+    return entries
+
+
+# (line number, marker, host patterns, key type, base64 key) of one known_hosts line.
+_KnownHostLine = tuple[int, str | None, tuple[str, ...], str, str]
+# Each file's lines, by path, with the (inode, size, mtime, ctime) they were read at: a fleet checks every
+# host's key against the same files, so they are read once, and again only when they change (an
+# accepted new key appends to one). Keys are decoded only for the lines that name the host: decoding
+# every line for every connection made a fleet's host-key checks quadratic in its size.
+_KNOWN_HOSTS_CACHE: dict[str, tuple[tuple[int, int, int, int], tuple[_KnownHostLine, ...]]] = {}
+_KNOWN_HOSTS_CACHE_LOCK = threading.Lock()
+
+
+def _known_host_lines(path: str) -> tuple[_KnownHostLine, ...]:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
+            st = os.fstat(fh.fileno())
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            with _KNOWN_HOSTS_CACHE_LOCK:
+                cached = _KNOWN_HOSTS_CACHE.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            text = fh.read()
     except OSError:
-        return []
-    entries: list[KnownHostEntry] = []
-    for lineno, raw in enumerate(lines, 1):
+        return ()
+    lines: list[_KnownHostLine] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -109,12 +135,19 @@ def read_known_hosts(path: str) -> list[KnownHostEntry]:
             marker, fields = fields[0], fields[1:]
         if len(fields) < 3:
             continue
-        try:
-            key = paramiko.PKey.from_type_string(fields[1], base64.b64decode(fields[2], validate=True))
-        except Exception:  # noqa: S112 - unknown key types and corrupt lines are skipped, as ssh does
-            continue
-        entries.append(KnownHostEntry(path, lineno, marker, tuple(fields[0].split(",")), key))
-    return entries
+        lines.append((lineno, marker, tuple(fields[0].split(",")), fields[1], fields[2]))
+    result = tuple(lines)
+    with _KNOWN_HOSTS_CACHE_LOCK:
+        _KNOWN_HOSTS_CACHE[path] = (stamp, result)
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_key(key_type: str, data: str) -> paramiko.PKey | None:
+    try:
+        return paramiko.PKey.from_type_string(key_type, base64.b64decode(data, validate=True))
+    except Exception:  # unknown key types and corrupt lines are skipped, as ssh does
+        return None
 
 
 def _pattern_matches(pattern: str, name: str) -> bool:
@@ -130,8 +163,12 @@ def _pattern_matches(pattern: str, name: str) -> bool:
 
 
 def _entry_matches(entry: KnownHostEntry, name: str) -> bool:
+    return _patterns_match(entry.patterns, name)
+
+
+def _patterns_match(patterns: tuple[str, ...], name: str) -> bool:
     matched = False
-    for pattern in entry.patterns:
+    for pattern in patterns:
         negated = pattern.startswith("!")
         if _pattern_matches(pattern[1:] if negated else pattern, name):
             if negated:
@@ -156,7 +193,12 @@ class KnownHosts:
     def entries(self, name: str) -> list[KnownHostEntry]:
         found: list[KnownHostEntry] = []
         for path in (*self.user_files, *self.system_files):
-            found.extend(e for e in read_known_hosts(path) if _entry_matches(e, name))
+            for lineno, marker, patterns, key_type, data in _known_host_lines(path):
+                if not _patterns_match(patterns, name):
+                    continue
+                key = _host_key(key_type, data)
+                if key is not None:
+                    found.append(KnownHostEntry(path, lineno, marker, patterns, key))
         return found
 
     def verify(self, name: str, key: paramiko.PKey, *, accept_new: bool, hash_name: bool = False) -> None:
