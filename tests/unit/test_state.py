@@ -261,7 +261,7 @@ def test_a_store_switched_off_is_never_a_file(tmp_path: Path, monkeypatch: pytes
         Store.open("OFF")
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all:\n  hosts:\n    gpu01:\n      ansible_host: 127.0.0.1\n")
-    for argv in (["history", "gpu01"],
+    for argv in (["history", "gpu01"], ["report", "--html", str(tmp_path / "r.html")],
                  ["drift", "-i", str(inventory)]):
         status = main(argv)
         err = capsys.readouterr().err
