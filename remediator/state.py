@@ -204,6 +204,7 @@ class ProbeRecord:
     facts: HostFacts | None
     error: str | None
     duration_s: float | None
+    fingerprint: str | None = None  # remediator.plan.fingerprint of the facts, as recorded with them
 
 
 @dataclass(frozen=True)
@@ -541,12 +542,13 @@ class Store:
 
     def last_probe(self, host: str, *, ok_only: bool = True) -> ProbeRecord | None:
         row = self._db.execute(
-            "SELECT at, run_id, status, facts_digest, collected_at, error, duration_s FROM probes WHERE host = ? "
+            "SELECT at, run_id, status, facts_digest, collected_at, error, duration_s, fingerprint FROM probes "
+            "WHERE host = ? "
             "AND (? = 0 OR facts_digest IS NOT NULL) ORDER BY at DESC, id DESC LIMIT 1", (host, int(ok_only))
         ).fetchone()
         if row is None:
             return None
-        return ProbeRecord(host, row[0], row[1], row[2], self._get_facts(row[3], row[4]), row[5], row[6])
+        return ProbeRecord(host, row[0], row[1], row[2], self._get_facts(row[3], row[4]), row[5], row[6], row[7])
 
     def last_check(self, host: str, *, successful: bool = False) -> CheckRecord | None:
         """The host's latest drift check; with `successful`, the latest that could probe the host."""

@@ -115,7 +115,8 @@ def collect(store: Store, hosts: Sequence[str] | None = None) -> list[HostRow]:
         row.versions = versions_of(facts)
         row.codes = problem_codes(row.status, findings, report.get("changes", []))
         row.said = _said(row, findings, report.get("changes", []))
-        row.fix, row.fix_source = _fix(store.last_plan(host), facts, findings, report.get("hint"))
+        current = (probe.fingerprint or fingerprint(facts)) if probe is not None and facts is not None else None
+        row.fix, row.fix_source = _fix(store.last_plan(host), current, findings, report.get("hint"))
         if row.status in ("unreachable", "failed"):
             for cell in row.cells.values():
                 cell.base = "unknown"
@@ -167,13 +168,14 @@ def _said(row: HostRow, findings: Sequence[Mapping[str, Any]], changes: Sequence
     return said
 
 
-def _fix(plan: tuple[float, Mapping[str, Any]] | None, facts: HostFacts | None,
+def _fix(plan: tuple[float, Mapping[str, Any]] | None, current: str | None,
          findings: Sequence[Mapping[str, Any]], hint: object) -> tuple[tuple[str, ...], FixSource]:
-    """The plan's actions when the plan was made from the facts the host has now; else the findings' fix hints.
+    """The plan's actions when the plan was made from the facts the host has now (`current`: their
+    fingerprint); else the findings' fix hints.
 
     A plan made from other facts (the host changed since) would name the wrong paths, so it is not shown.
     """
-    if plan is not None and facts is not None and plan[1].get("fingerprint") == fingerprint(facts):
+    if plan is not None and current is not None and plan[1].get("fingerprint") == current:
         lines = tuple(action_line(a) for a in plan[1].get("actions", []) if isinstance(a, Mapping))
         if lines or plan[1].get("status") == "compliant":
             return lines, "plan"
