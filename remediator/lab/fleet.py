@@ -563,9 +563,11 @@ def up(
         raise UsageError("`remediate lab up` needs root: it mounts overlays inside private namespaces")
     for tool in ("unshare", "mount", "ldconfig"):
         if shutil.which(tool) is None:
-            raise LabError(f"`{tool}` is missing", hint="run `make system-deps` (util-linux, libc-bin)")
+            raise LabError(f"`{tool}` is missing", hint="install the Debian packages util-linux and libc-bin "
+                           "(`make system-deps` in a source checkout)")
     if not os.access(sshd.SSHD, os.X_OK):
-        raise LabError(f"{sshd.SSHD} is missing", hint="run `make system-deps` (Debian package openssh-server)")
+        raise LabError(f"{sshd.SSHD} is missing", hint="install the Debian package openssh-server "
+                       "(`make system-deps` in a source checkout)")
     say = progress or (lambda _msg: None)
     with _locked(state):
         if any(_is_ours(pid, start, state / "hosts" / name) for pid, start, name in _recorded(state)) or (
