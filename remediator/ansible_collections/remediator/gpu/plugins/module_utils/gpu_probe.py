@@ -194,6 +194,7 @@ class Probe:
         self.ldcache_text = None
         self.nvml_hung = False
         self.elf_cache = {}
+        self.links = {}  # host path -> its symlink target, or None when it is not a link (resolve)
         self.launch_envs = []
 
     # --- paths inside the (optional) root --------------------------------------------------------
@@ -265,10 +266,19 @@ class Probe:
                 resolved = os.path.dirname(resolved)
                 continue
             candidate = os.path.join(resolved, part)
-            try:
-                # `resolved` has no links left, so the raw local path is the right one here.
-                target = os.readlink(self.R(candidate))
-            except OSError:
+            # `resolved` has no links left, so the raw local path is the right one here. Each
+            # component's link (or none) is read once per probe: /usr, /usr/lib, ... are met on the
+            # way to hundreds of paths. (Only for reading facts: walk_unsafe, which decides what may
+            # run, reads the file system afresh every time.)
+            if candidate in self.links:
+                target = self.links[candidate]
+            else:
+                try:
+                    target = os.readlink(self.R(candidate))
+                except OSError:
+                    target = None
+                self.links[candidate] = target
+            if target is None:
                 resolved = candidate
                 continue
             hops += 1
