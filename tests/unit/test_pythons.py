@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from factories import cudnn_copy_in_toolkit, driver, host, ld_path, tf, toolkit, venv
 
@@ -14,7 +15,7 @@ from remediator.cli import main
 from remediator.errors import MatrixError
 from remediator.facts import OsRelease, PythonEnv
 from remediator.matrix import load_matrix, parse_target
-from remediator.plan import HostPlan, Policy, plan_host
+from remediator.plan import HostPlan, Plan, Policy, plan_host
 from remediator.pythons import choose_python, load_distro_pythons
 
 MATRIX = load_matrix()
@@ -123,6 +124,9 @@ def test_with_a_mirror_uv_installs_the_range_beside_the_venv_and_builds_it() -> 
     assert venv.params == {"path": VENV, "python": VENV + "-python/bin/python3", "uv": VENV + "-python/uv"}
     assert kinds(result).index("install_python") < kinds(result).index("create_venv")
     assert check_actions(result.actions, "/opt/remediator/venvs") == []
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "plan-schema.json").read_text())
+    doc = Plan(hosts=(result,), matrix_version=MATRIX.version, created_at="2026-12-08T00:00:00+00:00").to_dict()
+    jsonschema.validate(json.loads(json.dumps(doc)), schema)
 
 
 def test_the_distro_wins_over_a_mirror() -> None:
