@@ -79,6 +79,7 @@ SCRIPT = r"""
   function sortRows(p) {
     var key = p.get("sort") || "";
     var desc = p.get("dir") === "desc";
+    var was = sorted;
     if (sorted === key + "/" + desc) { return; }
     sorted = key + "/" + desc;
     var col = -1;
@@ -88,6 +89,8 @@ SCRIPT = r"""
       var how = on ? (desc ? "descending" : "ascending") : "none";
       if (th.getAttribute("data-key")) { th.setAttribute("aria-sort", how); }
     });
+    // The page comes in host order: moving 10,000 rows to where they already are costs a relayout.
+    if (col < 0 && (was === null || was.charAt(0) === "/")) { return; }
     var order = rows.map(function (r, i) { return i; });
     if (col >= 0) {
       var keys = rows.map(function (r) { var c = r.cells[col]; return c.getAttribute("data-sort") || c.textContent; });
@@ -107,7 +110,7 @@ SCRIPT = r"""
     rows.forEach(function (r, i) {
       var ok = (!q || words[i].indexOf(q) !== -1) && (!st || r.getAttribute("data-status") === st) &&
         (!g || r.getAttribute("data-group") === g);
-      r.hidden = !ok;
+      if (r.hidden === ok) { r.hidden = !ok; }
       if (ok) { n += 1; }
     });
     if (textBox.value !== text) { textBox.value = text; }
