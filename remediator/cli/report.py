@@ -77,11 +77,16 @@ def render_text(summary: FleetSummary) -> str:
     if summary.groups:
         lines.append(f"{len(summary.groups)} distinct problem(s), largest first:")
     for g in summary.groups[:TEXT_GROUPS]:
-        lines.append(f"  {g.id}  {len(g.hosts)} host(s)  {printable(' '.join(g.codes))}")
+        lines.append(f"  {g.id:<4} {len(g.hosts):>5} host(s)  {printable(' '.join(g.codes))}")
+        hint = "hint: " if g.fix_source == "diagnosis" else ""
         for line in g.fix_common[:4]:
-            lines.append(f"        {printable(line)}")
+            lines.append(f"        {hint}{printable(line)}")
         if g.varies:
-            lines.append(f"        (fix varies: {len(g.fix_varies) + g.fix_more} line(s) differ between hosts)")
+            lines.append(f"        (the fix varies: {len(g.fix_varies) + g.fix_more} line(s) differ between hosts)")
+        elif g.fix_source == "plan" and not g.fix_common:
+            lines.append("        (no change planned)")
+        if all(c.startswith("changed:") for c in g.codes):
+            lines.append("        (if the change was intended: remediate drift --accept)")
     if len(summary.groups) > TEXT_GROUPS:
         lines.append(f"  ... {len(summary.groups) - TEXT_GROUPS} more: remediate report --format json, or --html")
     return "\n".join(lines)
