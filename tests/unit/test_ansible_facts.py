@@ -220,3 +220,18 @@ def test_real_ansible_run_of_the_module_fills_the_cache_with_the_probes_document
             doc["probe"].pop(volatile)  # the clock, and the interpreter each ran under
     assert sorted(entry) == sorted(direct)
     assert entry["os"] == direct["os"] and entry["toolkits"] == direct["toolkits"]
+
+
+def test_drift_from_a_cache_without_an_inventory(tmp_path, document, capsys) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "s1_gpu01").write_text(_entry_219(document))
+    (cache / "s1_gpu02").write_text(_entry_219(document).replace(FACT_NAME, "other_fact"))
+    db = str(tmp_path / "state.db")
+    rc = main(["drift", "--facts", str(cache), "--baseline", "--state-db", db, "--format", "json"])
+    hosts = {h["host"]: h for h in json.loads(capsys.readouterr().out)["hosts"]}
+    assert rc == 1  # gpu02 has no facts: an error, as an unreachable host is
+    assert hosts["gpu01"]["baseline"]["recorded_now"] is True
+    assert hosts["gpu02"]["status"] == "failed" and "no remediator_gpu fact" in hosts["gpu02"]["error"]
+    assert main(["drift", "--facts", str(cache), "--limit", "gpu01", "--state-db", db]) == 1
+    assert "--limit needs -i/--inventory" in capsys.readouterr().err
