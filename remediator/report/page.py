@@ -37,6 +37,7 @@ _STATUS_CELL = {"ok": "ok", "changed": "drift", "not compliant": "error", "unrea
                 "failed": "error"}
 OPEN_GROUPS = 10  # problem groups shown before the rest are folded
 _MAX_VALUE = 2000  # characters of one evidence value in the data block; the rest is cut
+_MAX_CELL = 60  # characters of a layer cell's text; the host's detail has the whole values
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #1a1a1a; background: #fff; }
@@ -55,7 +56,7 @@ th { background: #eee; position: sticky; top: 0; }
 th button { font: inherit; font-weight: 600; border: 0; background: none; padding: 0; cursor: pointer; }
 th[aria-sort=ascending] button::after { content: " \\25B2"; }
 th[aria-sort=descending] button::after { content: " \\25BC"; }
-td.host { white-space: nowrap; font-weight: 600; }
+td.host { font-weight: 600; } tr.detail > td { background: #fafafa; padding: 4px 12px 8px; }
 span.swatch { display: inline-block; width: 12px; height: 12px; vertical-align: middle; margin-right: 6px; }
 td.error { background: #f8c9c4; } td.drift { background: #e3cdf5; } td.warning { background: #fbe8b0; }
 td.ok { background: #cdebd0; } td.unknown { background: #e6e6e6; }
@@ -67,13 +68,19 @@ dl { margin: 2px 0 4px 12px; font-size: 12px; } dt { font-weight: 600; } dd { ma
 dd, .val, p.hostlist { font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
 p.hostlist { font-size: 12px; max-height: 12em; overflow: auto; margin: 2px 0; }
 details.item.error > summary { color: #a11; } details.item.drift > summary { color: #62a; }
-#controls { margin: 6px 0; } #controls input { width: 20em; }
+#controls { margin: 6px 0; } #controls input { width: 20em; } #controls select { max-width: 24em; }
+td .val { overflow-wrap: break-word; } td.prob { font-size: 11px; }
 .legend span { display: inline-block; padding: 1px 6px; margin-right: 4px; border: 1px solid #ccc; }
 """
 
 
 def _e(value: object) -> str:
     return html.escape(printable(value), quote=True)
+
+
+def _cut(text: str, limit: int = _MAX_CELL) -> str:
+    # A table cell holds versions; a longer value (a hostile one) would widen its column for every row.
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def _p(value: object) -> str:
@@ -223,9 +230,10 @@ def _row(i: int, r: HostRow, group: str, rank: int) -> str:
     ]
     for key, _ in COLUMNS:
         cell = r.cells[key]
-        parts.append(f'<td class="{cell.status}"><span class="val">{_e(cell.text)}</span></td>')
+        parts.append(f'<td class="{cell.status}" data-layer="{key}"><span class="val">{_e(_cut(cell.text))}</span>'
+                     "</td>")
     problem = (f'<a href="#group={group}">{group}</a> <small>{_e(" ".join(r.codes))}</small>' if group else "")
-    parts.append(f"<td>{problem}</td>")
+    parts.append(f'<td class="prob">{problem}</td>')
     n = sum(len(c.items) for c in r.cells.values())
     parts.append(f'<td><details class="host"><summary>{n} item(s)</summary></details></td></tr>')
     return "".join(parts)

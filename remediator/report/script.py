@@ -3,8 +3,9 @@
 It is a constant, never built from data: the page's Content-Security-Policy allows exactly this text by
 its sha256, so no other script (a host value that slipped through) could run. Host values reach it only
 as the JSON data block, parsed with JSON.parse and put on the page as text (`textContent`), never as
-markup. The page's state lives in the URL fragment (`#status=changed&filter=gpu1&sort=driver&dir=desc&
-group=g2&open=gpu17`), so a filtered view can be bookmarked or sent. When it has run, the host table
+markup. An opened host's detail is a full-width row under it (class "detail"). The page's state lives
+in the URL fragment (`#status=changed&filter=gpu1&sort=driver&dir=desc&group=g2&open=gpu17`), so a
+filtered view can be bookmarked or sent. When it has run, the host table
 carries `data-ready="yes"`, `data-ready-ms` (milliseconds since navigation started) and `data-shown` (the
 rows shown), which the tests read from the DOM.
 """
@@ -49,14 +50,20 @@ SCRIPT = r"""
     return e;
   }
 
-  function fill(details) {
-    if (details.getAttribute("data-filled")) { return; }
-    details.setAttribute("data-filled", "yes");
-    var h = data[+details.closest("tr").getAttribute("data-i")];
-    var box = el("div", "detail");
-    if (h.target) { box.appendChild(el("p", "", "target: " + h.target)); }
-    if (h.checked) { box.appendChild(el("p", "", "checked: " + h.checked)); }
-    if (h.error) { box.appendChild(el("p", "err", h.error)); }
+  // A host's detail is a full-width row under it, built from the data block the first time it is opened.
+  var detailRows = {};
+
+  function detailRow(row) {
+    var i = row.getAttribute("data-i");
+    if (detailRows[i]) { return detailRows[i]; }
+    var h = data[+i];
+    var tr = el("tr", "detail");
+    var td = el("td");
+    td.colSpan = heads.length;
+    tr.appendChild(td);
+    if (h.target) { td.appendChild(el("p", "", "target: " + h.target)); }
+    if (h.checked) { td.appendChild(el("p", "", "checked: " + h.checked)); }
+    if (h.error) { td.appendChild(el("p", "err", h.error)); }
     h.items.forEach(function (it) {
       var d = el("details", "item " + it[1]);
       d.appendChild(el("summary", "", it[0] + ": " + it[2]));
@@ -65,15 +72,26 @@ SCRIPT = r"""
         it[3].forEach(function (kv) { dl.appendChild(el("dt", "", kv[0])); dl.appendChild(el("dd", "", kv[1])); });
         d.appendChild(dl);
       }
-      box.appendChild(d);
+      td.appendChild(d);
     });
     if (h.fix.length) {
-      box.appendChild(el("p", "fixhead", h.fixsrc === "plan" ? "fix (the current plan):" : "fix (diagnosis hints):"));
+      td.appendChild(el("p", "fixhead", h.fixsrc === "plan" ? "fix (the current plan):" : "fix (diagnosis hints):"));
       var ul = el("ul", "fix");
       h.fix.forEach(function (line) { ul.appendChild(el("li", "", line)); });
-      box.appendChild(ul);
+      td.appendChild(ul);
     }
-    details.appendChild(box);
+    detailRows[i] = tr;
+    return tr;
+  }
+
+  function showDetail(row, open) {
+    var tr = open ? detailRow(row) : detailRows[row.getAttribute("data-i")];
+    if (!tr) { return; }
+    if (open) { row.parentNode.insertBefore(tr, row.nextSibling); } else if (tr.parentNode) { tr.remove(); }
+  }
+
+  function openRows() {
+    return rows.filter(function (r) { return r.querySelector("details.host").open; });
   }
 
   function sortRows(p) {
@@ -99,6 +117,7 @@ SCRIPT = r"""
     var frag = document.createDocumentFragment();
     order.forEach(function (i) { frag.appendChild(rows[i]); });
     body.appendChild(frag);
+    openRows().forEach(function (r) { showDetail(r, true); });
   }
 
   function filterRows(p) {
@@ -110,7 +129,11 @@ SCRIPT = r"""
     rows.forEach(function (r, i) {
       var ok = (!q || words[i].indexOf(q) !== -1) && (!st || r.getAttribute("data-status") === st) &&
         (!g || r.getAttribute("data-group") === g);
-      if (r.hidden === ok) { r.hidden = !ok; }
+      if (r.hidden === ok) {
+        r.hidden = !ok;
+        var tr = detailRows[r.getAttribute("data-i")];
+        if (tr) { tr.hidden = !ok; }
+      }
       if (ok) { n += 1; }
     });
     if (textBox.value !== text) { textBox.value = text; }
@@ -124,9 +147,10 @@ SCRIPT = r"""
     var r = p.get("open") ? byHost[p.get("open")] : null;
     if (!r) { return; }
     var d = r.querySelector("details.host");
-    fill(d);
     d.open = true;
     r.hidden = false;
+    showDetail(r, true);
+    detailRows[r.getAttribute("data-i")].hidden = false;
     r.scrollIntoView({block: "center"});
   }
 
@@ -139,7 +163,7 @@ SCRIPT = r"""
 
   body.addEventListener("toggle", function (ev) {
     var t = ev.target;
-    if (t.open && t.classList && t.classList.contains("host")) { fill(t); }
+    if (t.classList && t.classList.contains("host")) { showDetail(t.closest("tr"), t.open); }
   }, true);
   textBox.addEventListener("input", function () { setParam("filter", textBox.value); });
   statusBox.addEventListener("change", function () { setParam("status", statusBox.value); });

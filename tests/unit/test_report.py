@@ -138,7 +138,7 @@ class _Dom(HTMLParser):
         self.rows: list[dict[str, str | None]] = []
         self.table: dict[str, str | None] = {}
         self.details = 0
-        self.filled: list[str] = []  # text inside filled host details
+        self.filled: list[str] = []  # text of each host detail drawn (a full-width row under its host)
         self.scripts = 0
         self.script_types: list[str | None] = []
         self.script_text: list[str] = []
@@ -154,17 +154,15 @@ class _Dom(HTMLParser):
         self.handlers += [(tag, k) for k in a if k.lower().startswith("on")]
         if tag == "tr" and "data-host" in a:
             self.rows.append(a)
+        elif tag == "tr" and a.get("class") == "detail":
+            self._filled_depth = 1
+            self.filled.append("")
         elif tag == "table" and a.get("id") == "hosts":
             self.table = a
         elif tag == "span" and "data-swatch" in a:
             self.rows[-1]["swatch"] = a["data-swatch"]
         elif tag == "details":
             self.details += 1
-            if self._filled_depth:
-                self._filled_depth += 1
-            elif a.get("data-filled"):
-                self._filled_depth = 1
-                self.filled.append("")
         elif tag == "script":
             self.scripts += 1
             self.script_types.append(a.get("type"))
@@ -176,8 +174,8 @@ class _Dom(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "script":
             self._in_script = False
-        elif tag == "details" and self._filled_depth:
-            self._filled_depth -= 1
+        elif tag == "tr" and self._filled_depth:
+            self._filled_depth = 0
 
     def handle_data(self, data: str) -> None:
         if self._in_script:

@@ -78,9 +78,10 @@ def test_hostile_values_stay_text(tmp_path: Path) -> None:
     # every field of the detail kept the value, printable: the message, evidence, fix, change, verify, target
     for field in ("message", "key", "value", "fix", "summary", "cudnn", "tensorflow==2.4.1"):
         assert json.dumps(field + shown)[1:-1] in strings, field
-    # in the page's own markup: the host, the versions, GPU, framework, the codes and the plan's action
+    # in the page's own markup: the host, the versions, GPU, framework, the codes and the plan's action (a
+    # table cell shows the first 60 characters: the markup-like part of EVIL, escaped, is within them)
     for value in ("gpu", "535.161.08", "A100", "tensorflow", "CUDNN_MISMATCH", "refused"):
-        assert html.escape(printable(value + EVIL)) in text, value
+        assert html.escape(printable(value + EVIL)[:45]) in text, value
     assert html.escape(f"quarantine /usr/local/cuda-11.0/lib64/{shown} ({shown})") in text  # the group's fix
 
     # In Chromium: the script runs, opens the hostile host from the URL, and draws its detail as text only.
