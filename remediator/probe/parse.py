@@ -12,6 +12,7 @@ import ast
 import json
 import posixpath
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -114,6 +115,9 @@ def parse_probe_document(data: Any, *, host: str) -> HostFacts:
 # --- reading untrusted JSON with field paths in every error ------------------------------------
 
 
+INTERN_MAX = 256  # characters: paths and names, not file texts
+
+
 class _Node:
     """A value of the document and where it sits, with typed accessors that name the field on error."""
 
@@ -212,8 +216,10 @@ def _clean(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    # A fleet's facts repeat the same short strings host after host (library dirs, sonames, versions):
+    # one copy each, not one per host, is what lets 1,000 hosts' facts stay small in memory.
+    return sys.intern(text) if len(text) <= INTERN_MAX else text
 
 
 def _kind(value: Any) -> str:
