@@ -23,6 +23,17 @@ both share this machine's cores, so wall time follows their sum; on a real fleet
 control node's. Also measured, to say where the probe's time goes: control-node CPU per paramiko
 connection, and host-side CPU of one session step by step. Every timing carries the 1-minute load
 average before and after it: the machine is shared (and 50 concurrent sessions load it themselves).
+
+Issue 13 (item 4) added, in the same run on the same hosts: the host-side CPU of one probe as the
+script itself reports it (`probe.cpu_s`: its own CPU, interpreter start-up included, and its
+commands'), for this checkout's payload and for the one before the rewrite (commit BEFORE: shipped
+pynvml, `python3 -`), on 20 hosts serially; the control node's CPU per host, as the whole `remediate
+probe` process (start-up included) and as `probe_fleet` alone in this process; and, with `--big
+1000`, a lab of 1,000 hosts probed once with `--forks 50` (wall time, control-node peak RSS).
+
+The lab cycles through the scenarios whose probe can succeed: hostile-*, become-sudo-password and
+python-unsupported are left out (their hosts hang, flood, want a password or have no usable python3,
+by design).
 """
 
 from __future__ import annotations
@@ -46,13 +57,43 @@ from typing import Any
 
 from remediator.inventory import load_inventory
 from remediator.lab import fleet
-from remediator.probe import build_payload
+from remediator.probe import PROBE_ARGV, build_payload, probe_argv, probe_fleet, pynvml_blob
+from remediator.transport.become import become_of
 from remediator.transport.ssh import connect
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 FORKS = 50
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+#: The probe before issue 13's rewrite (shipped pynvml, compiled on every host), for the side-by-side.
+BEFORE = "dbc8398"
+NOT_PROBED = ("hostile-", "become-sudo-password", "python-unsupported")
+
+
+def scenario_dir(work: Path) -> Path:
+    """The shipped scenarios whose probe can succeed, copied into `work` (see the module docstring)."""
+    out = work / "scenarios"
+    out.mkdir(exist_ok=True)
+    for path in sorted((REPO / "remediator" / "lab" / "scenarios").glob("*.yaml")):
+        if not path.name.startswith(NOT_PROBED):
+            shutil.copy(path, out / path.name)
+    return out
+
+
+def payload_before() -> bytes | None:
+    """The payload as commit BEFORE built it (its script, pynvml compressed in, default options)."""
+    proc = subprocess.run(["git", "-C", str(REPO), "show",
+                           f"{BEFORE}:remediator/ansible_collections/remediator/gpu/plugins/module_utils/gpu_probe.py"],
+                          capture_output=True, text=True)  # fmt: skip
+    blob = pynvml_blob()
+    if proc.returncode != 0 or blob is None:
+        return None
+    options = {"root": "/", "venv_roots": ["/opt", "/home/*", "/root"], "max_depth": 4, "nvml": True,
+               "deadline_s": 90.0, "command_timeout": 20.0, "nvml_timeout": 20.0, "systemd_units": [],
+               "session_user_from_sudo": False}  # fmt: skip
+    source = proc.stdout.replace("PYNVML_SOURCE_Z = None\n", f"PYNVML_SOURCE_Z = {blob!r}\n", 1)
+    source = source.replace("PAYLOAD_OPTIONS = None\n", f"PAYLOAD_OPTIONS = json.loads({json.dumps(options)!r})\n", 1)
+    return source.encode()
 
 
 def _load() -> float:
@@ -204,6 +245,8 @@ def remediate_probe(inventory: Path, forks: int, work: Path, control: CpuGroup) 
         "failed": len(bad),
         "failures": sorted({f"{h['status']}: {h['error']}" for h in bad})[:3],
         "peak_rss_mb": round(cost["max_rss_kb"] / 1024, 1),
+        # The whole `remediate probe` process (interpreter and imports included), per host.
+        "process_cpu_ms_per_host": round(1000 * (cost["user_s"] + cost["sys_s"]) / len(doc["hosts"]), 2),
         "host_median_s": round(statistics.median(per_host), 2),
         "host_max_s": round(per_host[-1], 2),
     }
@@ -261,14 +304,21 @@ def control_connect_cost(inventory: Path, n: int) -> dict[str, Any]:
 
 def host_side_cost(lab: fleet.Lab, hosts_group: CpuGroup, n: int = 10) -> dict[str, Any]:
     """Host-side CPU (ms, from the hosts' cgroup) of one session, serially, `n` times each: an sshd
-    connection alone, python3's start, the probe script without NVML, and the whole probe script; on a
-    host with a driver (whose probe compiles the sent pynvml) and on one without."""
+    connection alone, python3's start, the probe without NVML, and the whole probe, as sent now
+    (`python3 -I -S -`, bytecode for this python) and as BEFORE sent it (`python3 -`, pynvml compiled
+    on a host with a driver); on a host with a driver and on one without."""
     payload = build_payload()
+    old = payload_before()
     by_scenario = {h.scenario: h for h in lab.hosts}
-    steps = [("ssh true", "true", b""), ("python3 -c pass", "python3 -c pass", b""),
-             ("probe --no-nvml", "python3 - --no-nvml", payload), ("probe", "python3 -", payload)]  # fmt: skip
-    out: dict[str, Any] = {"payload_bytes": len(payload)}
+    steps = [("ssh true", "true", b""), ("python3 -I -S -c pass", "python3 -I -S -c pass", b""),
+             ("probe --no-nvml", "python3 -I -S - --no-nvml", payload),
+             ("probe", "python3 -I -S -", payload)]  # fmt: skip
+    if old is not None:
+        steps.append((f"probe as of {BEFORE}", "python3 -", old))
+    out: dict[str, Any] = {"payload_bytes": len(payload), "payload_bytes_before": len(old or b"")}
     for scenario in ("healthy-pytorch", "no-driver"):
+        if scenario not in by_scenario:
+            continue
         h = by_scenario[scenario]
         base = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={lab.known_hosts}",
                 "-i", str(lab.private_key), "-p", str(h.port), f"{h.user}@127.0.0.1"]  # fmt: skip
@@ -282,6 +332,98 @@ def host_side_cost(lab: fleet.Lab, hosts_group: CpuGroup, n: int = 10) -> dict[s
     return out
 
 
+def _argv(host: Any, now: bool) -> tuple[str, ...]:
+    """The probe's argv for a host (with its become words), as sent now or as BEFORE sent it."""
+    argv = probe_argv(become_of(host))
+    if now:
+        return argv
+    return tuple(a.replace("python3 -I -S -", "python3 -") for a in argv)
+
+
+def host_cpu_from_documents(lab: fleet.Lab, n: int = 20) -> dict[str, Any]:
+    """Host-side CPU of one probe as the script reports it (probe.cpu_s: self, interpreter start-up
+    included, plus the commands it ran), serially on `n` hosts, for this checkout's payload and for
+    BEFORE's (which reports no cpu_s: its share is taken from the hosts' cgroup instead, below)."""
+    inventory = load_inventory(str(lab.inventory))
+    hosts = inventory.hosts[:n]
+    selfs, children = [], []
+    for h in hosts:
+        argv = _argv(h, True)
+        payload = build_payload(session_user_from_sudo=argv != PROBE_ARGV)
+        t = connect(h)
+        try:
+            doc = json.loads(t.run(argv, stdin=payload, timeout=120).stdout)
+        finally:
+            t.close()
+        cpu = doc["probe"]["cpu_s"]
+        selfs.append(1000 * cpu["self"])
+        children.append(1000 * cpu["children"])
+    totals = [a + b for a, b in zip(selfs, children, strict=True)]
+    return {
+        "hosts": len(hosts),
+        "self_ms_median": round(statistics.median(selfs), 1),
+        "children_ms_median": round(statistics.median(children), 1),
+        "total_ms_median": round(statistics.median(totals), 1),
+        "total_ms_min": round(min(totals), 1),
+        "total_ms_max": round(max(totals), 1),
+    }
+
+
+def host_cpu_by_cgroup(lab: fleet.Lab, hosts_group: CpuGroup, payloads: dict[str, bytes | None],
+                       n: int = 20) -> dict[str, float]:  # fmt: skip
+    """Host-side CPU per probe from the hosts' cgroup (sshd, its session, python3 and the commands),
+    serially over paramiko on the same `n` hosts, once per payload: the same measure for before and now."""
+    inventory = load_inventory(str(lab.inventory))
+    hosts = inventory.hosts[:n]
+    out = {}
+    for label, payload in payloads.items():
+        if payload is None:
+            continue
+        transports = [connect(h) for h in hosts]  # connected first: the key exchange is not the probe's
+        try:
+            before = hosts_group.usage()
+            for h, t in zip(hosts, transports, strict=True):
+                argv = _argv(h, label == "now")
+                data = payload
+                if label == "now" and argv != PROBE_ARGV:
+                    data = build_payload(session_user_from_sudo=True)
+                t.run(argv, stdin=data, timeout=120)
+            out[label] = round(1000 * (hosts_group.usage() - before) / len(hosts), 1)
+        finally:
+            for t in transports:
+                t.close()
+    return out
+
+
+def library_control_cpu(lab: fleet.Lab, forks: int) -> dict[str, Any]:
+    """Control-node CPU of `probe_fleet` alone (this process, imports and start-up already paid), per host."""
+    hosts = load_inventory(str(lab.inventory)).hosts
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = probe_fleet(hosts, forks=forks)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    return {"hosts": len(hosts), "ok": sum(r.ok for r in result), "cpu_ms_per_host": round(1000 * cpu / len(hosts), 2),
+            "wall_s": round(wall, 2)}  # fmt: skip
+
+
+def big_fleet(count: int, work: Path, scenarios: Path) -> dict[str, Any]:
+    """`remediate probe --forks 50` over a lab of `count` hosts, once: wall time, peak RSS, CPU."""
+    state = work / f"big{count}"
+    t0 = time.perf_counter()
+    lab = fleet.up([scenarios], state, count=count)
+    up_s = time.perf_counter() - t0
+    try:
+        control = CpuGroup(f"big{count}")
+        try:
+            row = _timed({"control": control}, remediate_probe, lab.inventory, FORKS, work, control)
+        finally:
+            control.close()
+    finally:
+        fleet.down(state)
+    row["lab_up_s"] = round(up_s, 1)
+    row["hosts"] = count
+    return row
+
+
 def _median(rows: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in rows))
 
@@ -292,7 +434,7 @@ def bench(count: int, runs: int, ansible_runs: int, work: Path) -> dict[str, Any
     groups = {"control": CpuGroup(f"control{count}"), "hosts": CpuGroup(f"hosts{count}")}
     control = groups["control"]
     try:
-        lab = fleet.up([REPO / "remediator" / "lab" / "scenarios"], state, count=count)
+        lab = fleet.up([scenario_dir(work)], state, count=count)
     except BaseException:
         for g in groups.values():
             g.close()
@@ -309,22 +451,35 @@ def bench(count: int, runs: int, ansible_runs: int, work: Path) -> dict[str, Any
             if i < ansible_runs:
                 rows["ansible"].append(_timed(groups, ansible_setup, lab.inventory, FORKS, work, control))
         result["runs"] = rows
-        ssh, probe, ansible = (_median(rows[k], "wall_s") for k in ("ssh", "probe", "ansible"))
+        if not rows["ansible"]:
+            del rows["ansible"]
+        ssh, probe = (_median(rows[k], "wall_s") for k in ("ssh", "probe"))
         result["median"] = {
             "ssh_true_s": ssh,
             "probe_s": probe,
-            "ansible_setup_s": ansible,
             "probe_hosts_per_s": round(count / probe, 1),
-            "ansible_hosts_per_s": round(count / ansible, 1),
             "ssh_hosts_per_s": round(count / ssh, 1),
-            "ansible_over_probe": round(ansible / probe, 1),
             "probe_over_ssh": round(probe / ssh, 2),
             "probe_peak_rss_mb": max(r["peak_rss_mb"] for r in rows["probe"]),
-            "ansible_peak_tree_rss_mb": max(r["peak_tree_rss_mb"] for r in rows["ansible"]),
             # CPU seconds, on the control node and on the hosts (all on this machine's cores in the lab)
             "control_cpu_s": {k: _median(rows[k], "control_cpu_s") for k in rows},
             "hosts_cpu_s": {k: _median(rows[k], "hosts_cpu_s") for k in rows},
+            "probe_process_cpu_ms_per_host": _median(rows["probe"], "process_cpu_ms_per_host"),
         }
+        if "ansible" in rows:
+            ansible = _median(rows["ansible"], "wall_s")
+            result["median"].update({
+                "ansible_setup_s": ansible,
+                "ansible_hosts_per_s": round(count / ansible, 1),
+                "ansible_over_probe": round(ansible / probe, 1),
+                "ansible_peak_tree_rss_mb": max(r["peak_tree_rss_mb"] for r in rows["ansible"]),
+            })
+        payloads = {"now": build_payload(), "before": payload_before()}
+        result["host_cpu"] = {
+            "from_documents": host_cpu_from_documents(lab),
+            "by_cgroup_ms_per_probe": host_cpu_by_cgroup(lab, groups["hosts"], payloads),
+        }
+        result["library_control_cpu"] = [library_control_cpu(lab, FORKS) for _ in range(runs)]
         result["profile"] = {
             "control_connect": _timed(groups, control_connect_cost, lab.inventory, 20),
             "host_side_ms": _timed(groups, host_side_cost, lab, groups["hosts"]),
@@ -341,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--runs", type=int, default=3, help="runs of ssh and probe per fleet (median)")
     parser.add_argument("--ansible-runs", type=int, default=1, help="runs of ansible per fleet")
+    parser.add_argument("--big", type=int, nargs="*", default=[], help="also probe a lab this big once (1000)")
+    parser.add_argument("--skip-ansible", action="store_true", help="leave out ansible -m setup")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)
@@ -360,8 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="pva-") as tmp:
         for count in args.counts:
-            report["fleets"].append(bench(count, args.runs, max(1, min(args.ansible_runs, args.runs)), Path(tmp)))
+            ansible_runs = 0 if args.skip_ansible else max(1, min(args.ansible_runs, args.runs))
+            report["fleets"].append(bench(count, args.runs, ansible_runs, Path(tmp)))
             print(json.dumps(report["fleets"][-1]["median"]), file=sys.stderr)
+        report["big"] = []
+        for count in args.big:
+            report["big"].append(big_fleet(count, Path(tmp), scenario_dir(Path(tmp))))
+            print(json.dumps(report["big"][-1]), file=sys.stderr)
     report["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=2))
     return 0
