@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlencode
 
+import pytest
+
 from remediator.cli import main
 from remediator.cli.render import printable
 from remediator.diagnosis import Finding
@@ -54,6 +56,20 @@ def hostile_store(db: Path) -> str:
         store.record_drift(run, replace(HostDrift(host=other, status="unreachable"), error="refused" + EVIL,
                                         hint="hint" + EVIL))
     return name
+
+
+def test_hostile_values_in_the_text_and_json_summaries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "state.db"
+    name = hostile_store(db)
+    assert main(["report", "--state-db", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert not any(raw in text for raw in RAW) and printable("CUDNN_MISMATCH" + EVIL) in text
+    assert main(["report", "--format", "json", "--state-db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert not any(raw in out for raw in RAW)
+    doc = json.loads(out)  # scripts get the values as the hosts wrote them
+    assert name in [h for g in doc["groups"] for h in g["hosts"]]
+    assert "535.161.08" + EVIL in [b["label"] for c in doc["charts"] for b in c["bars"]]
 
 
 def test_hostile_values_stay_text(tmp_path: Path) -> None:
