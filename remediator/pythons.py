@@ -144,6 +144,7 @@ def choose_python(facts: HostFacts, python: VersionRange, venv: str, mirror: str
     has = (f"its archive ships {', '.join('Python ' + p.version for p in release.pythons)} only" if release
            else "remediate does not know which Pythons its archive ships (matrix/data/distro_pythons.yaml)")
     if mirror:
+        mirror = mirror.rstrip("/") or mirror  # the role appends /downloads.json
         home = python_home(venv)
         return PythonChoice("uv", interpreter=posixpath.join(home, "bin", "python3"), request=_request(python),
                             home=home, mirror=mirror,

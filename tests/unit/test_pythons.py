@@ -129,6 +129,11 @@ def test_with_a_mirror_uv_installs_the_range_beside_the_venv_and_builds_it() -> 
     jsonschema.validate(json.loads(json.dumps(doc)), schema)
 
 
+def test_a_trailing_slash_of_the_mirror_is_dropped() -> None:
+    (install,) = [a for a in plan(BOOKWORM, MIRROR + "/").actions if a.kind == "install_python"]
+    assert install.params["mirror"] == MIRROR
+
+
 def test_the_distro_wins_over_a_mirror() -> None:
     result = plan(OsRelease(id="ubuntu", version_id="20.04"), MIRROR)
     assert "install_python" not in kinds(result)
