@@ -50,14 +50,19 @@ def names(path: str, limit: str | None = None) -> list[str]:
     return [h.name for h in load_inventory(path, limit).hosts]
 
 
-def test_ini_hosts_and_connection_vars(ini: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", "/home/tester")
+def test_ini_hosts_and_connection_vars(ini: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ansible fixes its local tmp dir (~/.ansible/tmp) from HOME when its constants are first imported: import
+    # them under the real HOME, and point HOME at a temp dir, so no test creates /home/<someone> on this machine
+    # (the lab's teardown checks that /home is as it was).
+    import ansible.constants  # noqa: F401
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home" / "tester"))
     inv = load_inventory(ini)
     assert inv.path == ini and inv.limit is None
     assert [h.name for h in inv] == ["gpu0", "gpu1", "gpu2", "gpu3", "cpu01", "cpu02", "cpu03"]
     gpu0 = inv.host("gpu0")
     assert (gpu0.address, gpu0.port, gpu0.user, gpu0.port_defaulted) == ("10.0.0.10", 2201, None, False)
-    assert gpu0.private_key_file == "/home/tester/.ssh/fleet_key"
+    assert gpu0.private_key_file == f"{tmp_path}/home/tester/.ssh/fleet_key"
     assert gpu0.target == "tensorflow==2.4.1"
     assert dict(gpu0.vars) == {"remediate_target": "tensorflow==2.4.1", "remediate_policy": "pin"}
     assert gpu0.known_hosts_files == ("/etc/fleet/known_hosts",)
