@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from remediator.facts import HostFacts, OsRelease
-from remediator.matrix.load import _File, _read
+from remediator.matrix.load import DataFile, read_data_file
 from remediator.matrix.model import VersionRange
 from remediator.versions import try_version
 
@@ -83,7 +83,7 @@ class PythonChoice:
 
 @functools.cache
 def load_distro_pythons(data_dir: str | None = None) -> DistroPythons:
-    file, doc, version = _read(Path(data_dir) if data_dir else None, DATA_FILE)
+    file, doc, version = read_data_file(Path(data_dir) if data_dir else None, DATA_FILE)
     file.mapping(doc, "file", {"matrix_version", "releases"}, {"aliases"})
     aliases = doc.get("aliases") or {}
     if not isinstance(aliases, dict):
@@ -98,7 +98,7 @@ def load_distro_pythons(data_dir: str | None = None) -> DistroPythons:
     return DistroPythons(version, releases, {str(k): file.string(v, f"aliases.{k}") for k, v in aliases.items()})
 
 
-def _release(file: _File, row: Any, where: str) -> DistroRelease:
+def _release(file: DataFile, row: Any, where: str) -> DistroRelease:
     row = file.mapping(row, where, {"distro", "release", "name", "pythons"})
     pythons = []
     for j, p in enumerate(_list(file, row["pythons"], f"{where}.pythons")):
@@ -114,7 +114,7 @@ def _release(file: _File, row: Any, where: str) -> DistroRelease:
                          file.string(row["name"], f"{where}.name"), tuple(pythons))
 
 
-def _list(file: _File, value: Any, where: str) -> list[Any]:
+def _list(file: DataFile, value: Any, where: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         file.fail(where, f"expected a non-empty list, got {value!r}")
     return value

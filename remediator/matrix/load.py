@@ -41,7 +41,7 @@ _DRIVER = re.compile(r"^>=\s*(\d+(?:\.\d+)*)$")
 _HINT = "the compatibility matrix shipped with remediator is inconsistent; this is a bug, please report it"
 
 
-class _File:
+class DataFile:
     """Error reporting and small typed readers for one YAML file."""
 
     def __init__(self, name: str) -> None:
@@ -104,8 +104,8 @@ class _File:
         return tuple((self.string(k, where), self.string(v, f"{where}.{k}")) for k, v in value.items())
 
 
-def _read(data_dir: Path | None, name: str) -> tuple[_File, dict[str, Any], str]:
-    file = _File(name)
+def read_data_file(data_dir: Path | None, name: str) -> tuple[DataFile, dict[str, Any], str]:
+    file = DataFile(name)
     try:
         if data_dir is None:
             text = (
@@ -135,7 +135,7 @@ def _dedupe(*groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(u for group in groups for u in group))
 
 
-def _load_rules(file: _File, doc: dict[str, Any]) -> dict[str, tuple[str, tuple[str, ...]]]:
+def _load_rules(file: DataFile, doc: dict[str, Any]) -> dict[str, tuple[str, tuple[str, ...]]]:
     file.mapping(doc, "file", {"matrix_version", "rules"}, {"defects"})
     rules: dict[str, tuple[str, tuple[str, ...]]] = {}
     for i, row in enumerate(doc["rules"] or []):
@@ -155,7 +155,7 @@ def _load_rules(file: _File, doc: dict[str, Any]) -> dict[str, tuple[str, tuple[
     return rules
 
 
-def _load_defects(file: _File, doc: dict[str, Any]) -> tuple[Defect, ...]:
+def _load_defects(file: DataFile, doc: dict[str, Any]) -> tuple[Defect, ...]:
     defects: list[Defect] = []
     seen: set[str] = set()
     for i, row in enumerate(doc.get("defects") or []):
@@ -195,7 +195,7 @@ def _load_defects(file: _File, doc: dict[str, Any]) -> tuple[Defect, ...]:
     return tuple(defects)
 
 
-def _load_conda(file: _File, doc: dict[str, Any], base: Matrix) -> tuple[CondaPackage, ...]:
+def _load_conda(file: DataFile, doc: dict[str, Any], base: Matrix) -> tuple[CondaPackage, ...]:
     file.mapping(doc, "file", {"matrix_version", "packages"})
     rows: list[CondaPackage] = []
     seen: set[tuple[str, str]] = set()
@@ -233,7 +233,7 @@ def _load_conda(file: _File, doc: dict[str, Any], base: Matrix) -> tuple[CondaPa
     return tuple(rows)
 
 
-def _cuda_row(file: _File, row: Any, where: str, with_driver: bool) -> CudaRelease:
+def _cuda_row(file: DataFile, row: Any, where: str, with_driver: bool) -> CudaRelease:
     required = {"version", "label", "source"} | ({"linux_driver"} if with_driver else set())
     file.mapping(row, where, required, {"ga", "note"})
     version = file.version(row["version"], f"{where}.version")
@@ -260,7 +260,7 @@ def _cuda_row(file: _File, row: Any, where: str, with_driver: bool) -> CudaRelea
 _CudaData = tuple[tuple[CudaRelease, ...], tuple[CudaRelease, ...], dict[int, CompatFloor], str]
 
 
-def _load_cuda(file: _File, doc: dict[str, Any]) -> _CudaData:
+def _load_cuda(file: DataFile, doc: dict[str, Any]) -> _CudaData:
     required = {"matrix_version", "releases", "compat_floors", "forward_compat"}
     file.mapping(doc, "file", required, {"unconfirmed"})
     rows = tuple(_cuda_row(file, row, f"releases[{i}]", True) for i, row in enumerate(doc["releases"] or []))
@@ -305,7 +305,7 @@ def _load_cuda(file: _File, doc: dict[str, Any]) -> _CudaData:
     return rows, unconfirmed, floors, note
 
 
-def _load_cudnn(file: _File, doc: dict[str, Any]) -> tuple[CudnnRelease, ...]:
+def _load_cudnn(file: DataFile, doc: dict[str, Any]) -> tuple[CudnnRelease, ...]:
     file.mapping(doc, "file", {"matrix_version", "majors", "releases"})
     majors: dict[int, dict[str, Any]] = {}
     for i, row in enumerate(doc["majors"] or []):
@@ -397,7 +397,7 @@ def _cudnn_known(base: Matrix, version: RawVersion) -> bool:
 
 
 def _load_framework(
-    file: _File,
+    file: DataFile,
     doc: dict[str, Any],
     base: Matrix,
     rules: Mapping[str, tuple[str, tuple[str, ...]]],
@@ -561,7 +561,7 @@ def _load_framework(
 
 
 def _load(data_dir: Path | None) -> Matrix:
-    docs = {name: _read(data_dir, name) for name in DATA_FILES}
+    docs = {name: read_data_file(data_dir, name) for name in DATA_FILES}
     versions = {version for _, _, version in docs.values()}
     if len(versions) != 1:
         file = docs["rules.yaml"][0]
