@@ -24,6 +24,7 @@ from remediator import __version__
 from remediator.action_rules import check_actions
 from remediator.diagnosis import Finding, canonical_lib_dir, diagnose
 from remediator.facts import CudaToolkit, CudnnInstall, HostFacts, PythonEnv
+from remediator.frameworks import TF_RELEASE_NAMES
 from remediator.hostpaths import for_facts, package_lib_dir
 from remediator.matrix import Matrix, Requirements, Target, Variant
 from remediator.matrix.gpus import first_cuda_for, gpu_compute_capability
@@ -594,8 +595,7 @@ def _env_is_right(env: PythonEnv, req: Requirements) -> bool:
     names = {fw.name.lower() for fw in env.frameworks}
     right = [fw for fw in env.frameworks if fw.name.lower() == req.packages[0]
              and try_version(fw.version) == try_version(req.version) and fw.is_cuda_build is not False]
-    return bool(right) and req.python_ok(env.python_version) and len(names & {"tensorflow", "tensorflow-gpu",
-                                                                             "tensorflow-cpu"}) <= 1
+    return bool(right) and req.python_ok(env.python_version) and len(names & TF_RELEASE_NAMES) <= 1
 
 
 def _choose_toolkit(fitting: list[CudaToolkit], req: Requirements, default: CudaToolkit | None) -> CudaToolkit | None:
@@ -631,7 +631,3 @@ _ORDER = ["reboot", "upgrade_driver", "quarantine_path", "remove_package", "set_
 def _ordered(actions: list[Action]) -> list[Action]:
     """Remove what conflicts first, then install, then build the venv, then pin its loader path."""
     return sorted(actions, key=lambda a: _ORDER.index(a.kind))
-
-
-def with_created_at(plan: Plan, created_at: str) -> Plan:
-    return replace(plan, created_at=created_at)
