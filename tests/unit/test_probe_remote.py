@@ -1396,6 +1396,25 @@ def test_payload_carries_options_as_data_and_no_pynvml() -> None:
     assert namespace["PAYLOAD_OPTIONS"]["venv_roots"] == ["/srv/'; import os #"]
 
 
+def test_payload_runs_its_bytecode_on_this_python_and_its_source_on_another(tmp_path: Path) -> None:
+    import re
+
+    payload = build_payload(root=str(tmp_path), nvml=False)
+
+    def run(data: bytes) -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, "-I", "-S", "-"], input=data, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+    # Same magic number: the bytecode runs (the source, emptied here, is never read).
+    no_source = re.sub(rb"^_SOURCE = '[^']*'$", b"_SOURCE = ''", payload, count=1, flags=re.M)
+    assert no_source != payload and run(no_source)["schema_version"] == 1
+    # Another magic number (another python3 minor version): the source is compiled, the bytecode unused.
+    other = re.sub(rb"^_MAGIC = .*$", lambda _m: b"_MAGIC = b'none'", payload, count=1, flags=re.M)
+    other = re.sub(rb"^_CODE = '[^']*'$", b"_CODE = ''", other, count=1, flags=re.M)
+    assert other.count(b"_CODE = ''") == 1 and run(other)["schema_version"] == 1
+
+
 @pytest.mark.skipif(not PYTHON36.exists(), reason="python3.6 is not installed here")
 def test_script_runs_on_python36(tmp_path: Path) -> None:
     build_tree(tmp_path, LAYOUTS["frameworks"].tree)
