@@ -171,7 +171,14 @@ def test_no_driver_is_said_cleanly() -> None:
 def test_old_nvidia_smi_without_compute_cap() -> None:
     facts = facts_of("old-driver-no-compute-cap")
     runs = document("old-driver-no-compute-cap")["driver"]["nvidia_smi"]
-    assert [r["rc"] for r in runs] == [2, 0]
+    # The loaded module (470) says compute_cap is unknown: asked without it at once.
+    assert [r["rc"] for r in runs] == [0] and "compute_cap" not in runs[0]["argv"][1]
+    # Where the module's version is unknown, the failed query comes first: the parser takes the answer.
+    doc = document("old-driver-no-compute-cap")
+    failed = dict(runs[0], rc=2, stdout='Field "compute_cap" is not a valid field to query.\n',
+                  argv=[runs[0]["argv"][0], runs[0]["argv"][1] + ",compute_cap", runs[0]["argv"][2]])  # fmt: skip
+    doc["driver"]["nvidia_smi"] = [failed, *runs]
+    assert parse_probe_document(doc, host="old-driver-no-compute-cap") == facts
     assert (facts.driver.source, facts.driver.version, facts.driver.error) == ("nvidia-smi", "470.223.02", None)
     assert [(g.index, g.name, g.compute_capability, g.pci_bus_id) for g in facts.gpus] == [
         (0, "Tesla K80", None, "00000000:00:1E.0"),

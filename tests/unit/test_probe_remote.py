@@ -1169,6 +1169,17 @@ def test_old_nvidia_smi_is_asked_again_without_compute_cap(tmp_path: Path, monke
     ]
 
 
+def test_nvidia_smi_is_asked_once_when_the_module_is_known_old_twice_when_unknown(tmp_path: Path) -> None:
+    layout = LAYOUTS["old-driver-no-compute-cap"]
+    build_tree(tmp_path / "known", layout.tree)
+    runs = run_script(tmp_path / "known")["driver"]["nvidia_smi"]
+    assert [(r["rc"], "compute_cap" in r["argv"][1]) for r in runs] == [(0, False)]
+    unknown = {k: v for k, v in layout.tree.items() if k != "/proc/driver/nvidia/version"}
+    build_tree(tmp_path / "unknown", unknown)
+    runs = run_script(tmp_path / "unknown")["driver"]["nvidia_smi"]
+    assert [(r["rc"], "compute_cap" in r["argv"][1]) for r in runs] == [(2, True), (0, False)]
+
+
 def test_wedged_nvidia_smi_is_cut_off(tmp_path: Path) -> None:
     layout = LAYOUTS["wedged-driver"]
     build_tree(tmp_path, layout.tree)

@@ -131,6 +131,9 @@ UNKNOWN = "\x00"  # stands for what the probe cannot know (an unset variable, $(
 PACKAGE_RE = re.compile(r"^(cuda|libcuda|libcudnn|cudnn|nvidia|libnvidia|kmod-nvidia|xorg-x11-drv-nvidia)", re.I)
 CONDA_RE = re.compile(r"^(cuda|cudnn|cudatoolkit|libcudnn|pytorch|tensorflow|jaxlib|jax|python|nccl)", re.I)
 LOG_LINE_RE = re.compile(r"(?i)(/cuda-\d|driver version|installing|uninstall)")
+# The loaded module's version in /proc/driver/nvidia/version ("... x86_64 Kernel Module  470.223.02 ...",
+# "... Open Kernel Module for x86_64  550.54.14 ...").
+KERNEL_MODULE_RE = re.compile(r"Kernel Module(?: for \S+)?\s+([0-9]{2,4})\.[0-9]")
 SKIP_DIRS = frozenset(
     [
         "node_modules",
@@ -650,19 +653,28 @@ class Probe:
         if self.options.get("nvml") and self.root == "/":
             driver["nvml"] = self.nvml_with_timeout()
         nvml = driver["nvml"]
+        proc = self.read_text("/proc/driver/nvidia/version", 4096)
         if nvml is None or not nvml.get("ok"):
             smi = self.which("nvidia-smi")
             if smi is not None:
                 fields = "name,driver_version,memory.total,uuid,pci.bus_id,compute_cap"
-                argv = [smi, "--query-gpu=" + fields, "--format=csv,noheader,nounits"]
+                old_fields = fields.rsplit(",", 1)[0]
+                # Drivers before 510 do not know compute_cap. When the loaded module says the driver
+                # is older, ask without it at once: each nvidia-smi run initialises the driver (tens
+                # of ms), and the first would only fail.
+                module = KERNEL_MODULE_RE.search(proc or "")
+                known_old = module is not None and int(module.group(1)) < 510
+                argv = [smi, "--query-gpu=" + (old_fields if known_old else fields), "--format=csv,noheader,nounits"]
                 first = self.run(argv)
                 driver["nvidia_smi"].append(first)
                 text = first["stdout"] + first["stderr"]
-                if first["rc"] not in (0, None) and ("compute_cap" in text or "not a valid field" in text):
-                    # Drivers before 510 do not know compute_cap.
-                    argv = [smi, "--query-gpu=" + fields.rsplit(",", 1)[0], "--format=csv,noheader,nounits"]
+                if (
+                    not known_old
+                    and first["rc"] not in (0, None)
+                    and ("compute_cap" in text or "not a valid field" in text)
+                ):
+                    argv = [smi, "--query-gpu=" + old_fields, "--format=csv,noheader,nounits"]
                     driver["nvidia_smi"].append(self.run(argv))
-        proc = self.read_text("/proc/driver/nvidia/version", 4096)
         driver["proc_version"] = proc
         # Where GPUs show when neither NVML nor nvidia-smi answers: the kernel module's own list, and
         # NVIDIA's display and 3D controllers on the PCI bus (no driver needed at all).
