@@ -104,10 +104,13 @@ def probe(
     from remediator.cli.history import record_probe_safely  # the state store; never fails the command
 
     record_probe_safely(results)
+    # One serialisation for both the file and stdout: at 1,000 hosts each copy is tens of MB.
+    text = json.dumps(document, indent=2) if out_path or fmt == "json" else ""
+    del document
     if out_path:
-        write_atomic(out_path, json.dumps(document, indent=2) + "\n", "facts")
+        write_atomic(out_path, text + "\n", "facts")
     if fmt == "json":
-        click.echo(json.dumps(document, indent=2))
+        click.echo(text)
     else:
         _print_table(results, time.monotonic() - started, out_path)
     return int(ExitStatus.OK if all(r.status == "ok" for r in results) else ExitStatus.ERROR)
