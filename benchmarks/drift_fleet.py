@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from remediator.cli.drift import run_drift
+from remediator.drift import run_drift
 from remediator.fleet import FleetResult
 from remediator.inventory import load_inventory
 from remediator.lab import fleet

@@ -10,14 +10,21 @@ probes, reads the known-good state from the store and records the result.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from remediator.diagnosis import Finding, diagnose
+from remediator.errors import RemediatorError
 from remediator.facts import HostFacts, LdPathEntry, PythonEnv
 from remediator.matrix import Matrix, Target
 from remediator.targets import InferredTarget, diagnose_inferred, infer_targets, known
+
+if TYPE_CHECKING:
+    from remediator.fleet import FleetResult
+    from remediator.inventory import InventoryHost
+    from remediator.state import Store
 
 ChangeKind = Literal["appeared", "disappeared", "changed"]
 Layer = Literal["os", "driver", "gpu", "cuda", "cudnn", "loader", "env", "framework"]
@@ -439,3 +446,66 @@ class DriftRun:
 
 def _how(install_method: str) -> str:
     return "" if install_method == "unknown" else f" ({install_method})"
+
+
+# --- the drift check of a fleet, recorded in the state store ------------------------------------------
+
+#: What gives each host's facts: `probe_fleet` (SSH), or facts Ansible gathered (remediator.ansible_facts).
+ProbeFn = Callable[..., "FleetResult[HostFacts]"]
+
+
+def run_drift(hosts: Sequence[InventoryHost], store: Store, matrix: Matrix, *, fixed_target: Target | None = None,
+              baseline: bool = False, accept: bool = False, forks: int = 20, accept_new_host_keys: bool = False,
+              probe: ProbeFn | None = None, timeout: float | None = None) -> DriftRun:
+    """Probe `hosts`, check each, and record the probes and checks in `store` (one transaction)."""
+    from remediator.probe import DEFAULT_TIMEOUT, probe_fleet
+
+    started = time.time()
+    t0 = time.monotonic()
+    run_id = store.start_run("drift", at=started)
+    fleet = (probe or probe_fleet)(hosts, forks=forks, accept_new_host_keys=accept_new_host_keys,
+                                   timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+    by_name = {h.name: h for h in hosts}
+    checks: list[HostDrift] = []
+    with store.batch():
+        for r in fleet.results:
+            if r.status != "ok" or r.value is None:
+                store.record_probe(run_id, r.host, r.error or r.status, r.duration_s, status=r.status, at=started)
+                checks.append(HostDrift(host=r.host, status="failed" if r.status == "ok" else r.status,
+                                        target=by_name[r.host].target, error=r.error, hint=r.hint,
+                                        probe_duration_s=r.duration_s))
+            else:
+                store.record_probe(run_id, r.host, r.value, r.duration_s, at=started)
+                checks.append(check_one(store, r.value, by_name[r.host], matrix, fixed_target, baseline,
+                                         r.duration_s, started, accept=accept))
+            store.record_drift(run_id, checks[-1], at=started)
+    return DriftRun(run_id, started, tuple(checks), time.monotonic() - t0)
+
+
+def check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matrix, fixed: Target | None,
+               baseline: bool, duration: float, now: float, *, accept: bool = False) -> HostDrift:
+    from remediator.matrix import parse_target
+
+    target_text = str(fixed) if fixed is not None else host.target
+    try:
+        chosen = fixed if fixed is not None else parse_target(host.target) if host.target else None
+        known = store.known_good(facts.host)
+        recorded = False
+        if accept:
+            # The operator says today's state is right: it becomes the known-good, nothing has drifted from it.
+            store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --accept", at=now)
+            known, recorded = None, True
+        elif known is None and baseline:
+            store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --baseline", at=now)
+            recorded = True
+        base = Baseline(known.facts, known.source, known.at) if known is not None else None
+        result = check_host(facts, chosen, matrix, base, target_text=target_text, probe_duration_s=duration,
+                            target_source="--target" if fixed is not None else "inventory")
+    except RemediatorError as exc:  # e.g. a remediate_target the matrix does not know
+        return HostDrift(host=facts.host, status="failed", target=host.target, error=exc.message, hint=exc.hint,
+                         probe_duration_s=duration)
+    if recorded:
+        from dataclasses import replace
+
+        result = replace(result, baseline_source="baseline", baseline_at=now, baseline_recorded=True)
+    return result

@@ -3,25 +3,20 @@ known-good state; record everything in the state store and optionally write Prom
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from remediator.cli.render import echo_json, printable
-from remediator.drift import Baseline, DriftRun, HostDrift, check_host
-from remediator.errors import ExitStatus, RemediatorError, UsageError
+from remediator.drift import DriftRun, HostDrift, ProbeFn, run_drift
+from remediator.errors import ExitStatus, UsageError
 from remediator.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from remediator.state import ENV_VAR, Store, iso
 
 if TYPE_CHECKING:
-    from remediator.facts import HostFacts
-    from remediator.fleet import FleetResult
     from remediator.inventory import InventoryHost
-    from remediator.matrix import Matrix, Target
 
-ProbeFn = Callable[..., "FleetResult[HostFacts]"]
 _SYMBOL = {"appeared": "+", "disappeared": "-", "changed": "~"}
 _MARK = {"error": "x", "warning": "!", "info": "i"}
 
@@ -145,62 +140,6 @@ def exit_status(run: DriftRun) -> ExitStatus:
     if counts["unreachable"] or counts["failed"]:
         return ExitStatus.ERROR
     return ExitStatus.CHANGES if counts["drift"] else ExitStatus.OK
-
-
-def run_drift(hosts: Sequence[InventoryHost], store: Store, matrix: Matrix, *, fixed_target: Target | None = None,
-              baseline: bool = False, accept: bool = False, forks: int = 20, accept_new_host_keys: bool = False,
-              probe: ProbeFn | None = None, timeout: float = DEFAULT_PROBE_TIMEOUT) -> DriftRun:
-    """Probe `hosts`, check each, and record the probes and checks in `store` (one transaction)."""
-    from remediator.probe import probe_fleet
-
-    started = time.time()
-    t0 = time.monotonic()
-    run_id = store.start_run("drift", at=started)
-    fleet = (probe or probe_fleet)(hosts, forks=forks, accept_new_host_keys=accept_new_host_keys, timeout=timeout)
-    by_name = {h.name: h for h in hosts}
-    checks: list[HostDrift] = []
-    with store.batch():
-        for r in fleet.results:
-            if r.status != "ok" or r.value is None:
-                store.record_probe(run_id, r.host, r.error or r.status, r.duration_s, status=r.status, at=started)
-                checks.append(HostDrift(host=r.host, status="failed" if r.status == "ok" else r.status,
-                                        target=by_name[r.host].target, error=r.error, hint=r.hint,
-                                        probe_duration_s=r.duration_s))
-            else:
-                store.record_probe(run_id, r.host, r.value, r.duration_s, at=started)
-                checks.append(_check_one(store, r.value, by_name[r.host], matrix, fixed_target, baseline,
-                                         r.duration_s, started, accept=accept))
-            store.record_drift(run_id, checks[-1], at=started)
-    return DriftRun(run_id, started, tuple(checks), time.monotonic() - t0)
-
-
-def _check_one(store: Store, facts: HostFacts, host: InventoryHost, matrix: Matrix, fixed: Target | None,
-               baseline: bool, duration: float, now: float, *, accept: bool = False) -> HostDrift:
-    from remediator.matrix import parse_target
-
-    target_text = str(fixed) if fixed is not None else host.target
-    try:
-        chosen = fixed if fixed is not None else parse_target(host.target) if host.target else None
-        known = store.known_good(facts.host)
-        recorded = False
-        if accept:
-            # The operator says today's state is right: it becomes the known-good, nothing has drifted from it.
-            store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --accept", at=now)
-            known, recorded = None, True
-        elif known is None and baseline:
-            store.mark_known_good(facts.host, facts, source="baseline", note="remediate drift --baseline", at=now)
-            recorded = True
-        base = Baseline(known.facts, known.source, known.at) if known is not None else None
-        result = check_host(facts, chosen, matrix, base, target_text=target_text, probe_duration_s=duration,
-                            target_source="--target" if fixed is not None else "inventory")
-    except RemediatorError as exc:  # e.g. a remediate_target the matrix does not know
-        return HostDrift(host=facts.host, status="failed", target=host.target, error=exc.message, hint=exc.hint,
-                         probe_duration_s=duration)
-    if recorded:
-        from dataclasses import replace
-
-        result = replace(result, baseline_source="baseline", baseline_at=now, baseline_recorded=True)
-    return result
 
 
 # --- text ---------------------------------------------------------------------------------------------

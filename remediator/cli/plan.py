@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -13,9 +12,9 @@ from remediator.action_rules import mirror_problem
 from remediator.ansible_facts import DEFAULT_MAX_AGE
 from remediator.cli.render import echo_json, printable, write_atomic
 from remediator.errors import ExitStatus, UsageError
-from remediator.facts import HostFacts
 from remediator.matrix import Matrix, Target, load_matrix, parse_target
-from remediator.plan import Action, HostPlan, Plan, Policy, TargetSource, plan_host, plan_inferred, unreachable
+from remediator.plan import Action, HostPlan, Plan, Policy
+from remediator.planning import plan_fleet
 from remediator.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from remediator.safety import check_venv_root
 from remediator.targets import UNKNOWN_CODE
@@ -124,26 +123,6 @@ def plan(inventory: str | None, limit: str | None, facts_path: str | None, facts
     return int(ExitStatus.CHANGES if counts["changes"] or counts["blocked"] else ExitStatus.OK)
 
 
-def _plan_one(facts: HostFacts, target: Target | None, matrix: Matrix, policy: Policy,
-              host_target: str | None = None) -> HostPlan:
-    from remediator.errors import RemediatorError
-
-    chosen = target
-    source: TargetSource = "--target"
-    if chosen is None and host_target:
-        source = "inventory"
-        try:
-            chosen = parse_target(host_target)
-        except RemediatorError as exc:
-            return HostPlan(host=facts.host, status="blocked", error=f"remediate_target: {exc.message}")
-    if chosen is None:
-        return plan_inferred(facts, matrix, policy)
-    try:
-        return replace(plan_host(facts, chosen, matrix, policy), target_source=source)
-    except RemediatorError as exc:  # e.g. a remediate_target the matrix does not know
-        return HostPlan(host=facts.host, status="blocked", error=exc.message, target_source=source)
-
-
 def _plan_inventory(inventory: str, limit: str | None, target: Target | None, matrix: Matrix, policy: Policy,
                     forks: int, accept_new: bool, timeout: float, become: bool | None = None) -> list[HostPlan]:
     from remediator.inventory import load_inventory
@@ -151,21 +130,7 @@ def _plan_inventory(inventory: str, limit: str | None, target: Target | None, ma
 
     inv = load_inventory(inventory, limit, become=become)
     results = probe_fleet(inv.hosts, forks=forks, accept_new_host_keys=accept_new, timeout=timeout).results
-    by_name = {h.name: h for h in inv.hosts}
-    out = []
-    for r in results:
-        if r.status != "ok" or r.value is None:
-            out.append(unreachable(r.host, r.error or r.status) if r.status == "unreachable"
-                       else HostPlan(host=r.host, status="unreachable", error=r.error))
-            continue
-        out.append(_plan_one(r.value, target, matrix, _host_policy(policy, by_name[r.host]), by_name[r.host].target))
-    return out
-
-
-def _host_policy(policy: Policy, host: InventoryHost | None) -> Policy:
-    """The policy for one host: its remediator_python_mirror inventory var unless --python-mirror was given."""
-    mirror = policy.python_mirror or (host.vars.get("remediator_python_mirror") if host is not None else None)
-    return replace(policy, python_mirror=str(mirror) if mirror else None)
+    return plan_fleet(results, {h.name: h for h in inv.hosts}, target, matrix, policy)
 
 
 def _plan_gathered(path: str, inventory: str | None, limit: str | None, max_age: int, target: Target | None,
@@ -181,14 +146,7 @@ def _plan_gathered(path: str, inventory: str | None, limit: str | None, max_age:
     gathered = load_gathered(path, hosts=list(by_name) if inventory is not None else None, max_age=max_age)
     for skipped in gathered.skipped:
         click.echo(f"remediate: skipped {printable(skipped.path)}: {printable(skipped.reason)}", err=True)
-    out = []
-    for r in gathered.fleet.results:
-        if r.status != "ok" or r.value is None:
-            out.append(HostPlan(host=r.host, status="unreachable", error=r.error))
-        else:
-            host = by_name.get(r.host)
-            out.append(_plan_one(r.value, target, matrix, _host_policy(policy, host), host.target if host else None))
-    return out
+    return plan_fleet(gathered.fleet.results, by_name, target, matrix, policy)
 
 
 def describe(action: Action) -> str:
