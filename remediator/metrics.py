@@ -8,15 +8,14 @@ in unix seconds, as node_exporter's own `*_timestamp_seconds` metrics are.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from remediator.drift import DriftRun, HostDrift
 from remediator.errors import InputError
+from remediator.files import write_private
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -111,25 +110,15 @@ def drift_metrics(run: DriftRun, last_success: Mapping[str, float] | None = None
 
 
 def write_textfile(path: str | os.PathLike[str], text: str) -> None:
-    """Write atomically: a temp file in the same directory, fsync, rename over `path`, mode 0644."""
+    """Write atomically (`remediator.files.write_private`: temp file, fsync, rename over `path`), mode 0644."""
     target = Path(path)
     directory = target.parent
     if target.suffix != ".prom":
         raise InputError(str(target), "the textfile collector reads only files named *.prom")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        # The temp name does not end in .prom, so the collector never reads it half written.
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        # The temp name (.NAME.XXXX.tmp) does not end in .prom, so the collector never reads it half written;
+        # 0644: node_exporter runs as its own user.
+        write_private(target, text, mode=0o644)
     except OSError as exc:
-        raise InputError(str(target), f"cannot write the metrics file: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise InputError(str(target), f"cannot write the metrics file: {exc.strerror or exc}") from None

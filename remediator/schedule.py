@@ -8,18 +8,17 @@ systemctl is the command's decision.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from remediator.errors import RemediatorError, UsageError
+from remediator.files import write_private
 
 Backend = Literal["systemd", "cron"]
 NAME = "remediate-drift"
@@ -163,17 +162,8 @@ def crontab_without(existing: str) -> str:
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        write_private(path, text, mode=mode)
     except OSError as exc:
-        raise ScheduleError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise ScheduleError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
