@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 ChangeKind = Literal["appeared", "disappeared", "changed"]
 Layer = Literal["os", "driver", "gpu", "cuda", "cudnn", "loader", "env", "framework"]
 LAYERS: tuple[Layer, ...] = ("os", "driver", "gpu", "cuda", "cudnn", "loader", "env", "framework")
-HostStatus = Literal["ok", "drift", "unreachable", "failed"]
+DriftStatus = Literal["ok", "drift", "unreachable", "failed"]
 
 CUDA_LINK = "/usr/local/cuda"
 
@@ -362,7 +362,7 @@ class HostDrift:
     """One host's drift check: diagnosis against its target, and changes since its known-good state."""
 
     host: str
-    status: HostStatus
+    status: DriftStatus
     target: str | None = None
     findings: tuple[Finding, ...] = ()
     target_source: str | None = None  # "--target", "inventory" or "inferred"; None when not checked

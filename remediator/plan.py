@@ -36,7 +36,7 @@ from remediator.versions import try_version
 
 PLAN_SCHEMA_VERSION = 1
 
-HostStatus = Literal["compliant", "changes", "blocked", "unreachable"]
+PlanStatus = Literal["compliant", "changes", "blocked", "unreachable"]
 # Where a host's target came from: the command line, its remediate_target, or what is installed on it.
 TargetSource = Literal["--target", "inventory", "inferred"]
 ActionKind = Literal[
@@ -94,7 +94,7 @@ class Action:
 @dataclass(frozen=True)
 class HostPlan:
     host: str
-    status: HostStatus
+    status: PlanStatus
     target: Mapping[str, Any] | None = None
     findings: tuple[Finding, ...] = ()
     actions: tuple[Action, ...] = ()
@@ -263,7 +263,7 @@ class _Builder:
                                  f"{violations[0].kind}: {violations[0].why})")
             self.actions = [a for i, a in enumerate(self.actions) if i not in {v.index for v in violations}]
         all_findings = tuple(findings) + tuple(self.refused)
-        status: HostStatus = "blocked" if self.blockers else "changes" if self.actions else "compliant"
+        status: PlanStatus = "blocked" if self.blockers else "changes" if self.actions else "compliant"
         return HostPlan(
             host=self.facts.host, status=status, target=_target_dict(self.req), findings=all_findings,
             actions=tuple(_ordered(self.actions)), kept=tuple(dict.fromkeys(self.kept)),

@@ -100,7 +100,7 @@ class Lab:
 
 
 @dataclass(frozen=True)
-class HostStatus:
+class LabHostStatus:
     name: str
     scenario: str
     port: int
@@ -763,11 +763,11 @@ def load(state: Path) -> Lab:
     return Lab(state, tuple(Host.from_json(h) for h in doc.get("hosts", [])))
 
 
-def status(state: Path) -> list[HostStatus]:
+def status(state: Path) -> list[LabHostStatus]:
     lab = load(state)
     out = []
     for h in lab.hosts:
         running = _is_ours(h.pid, h.start_time, lab.state / "hosts" / h.name)
         answers = running and sshd.banner(h.port).startswith(b"SSH-2.0-")
-        out.append(HostStatus(h.name, h.scenario, h.port, h.pid, running, answers))
+        out.append(LabHostStatus(h.name, h.scenario, h.port, h.pid, running, answers))
     return out

@@ -321,7 +321,7 @@ def test_lab_status_of_hostile_scenario_names(monkeypatch: pytest.MonkeyPatch, t
                                               capsys: pytest.CaptureFixture[str]) -> None:
     from remediator.lab import fleet
 
-    monkeypatch.setattr(fleet, "status", lambda state: [fleet.HostStatus(EVIL, EVIL, 2222, 1, True, True)])
+    monkeypatch.setattr(fleet, "status", lambda state: [fleet.LabHostStatus(EVIL, EVIL, 2222, 1, True, True)])
     assert main(["lab", "status", "--state", str(tmp_path)]) == 0
     assert_inert(capsys.readouterr().out)
 
