@@ -141,9 +141,7 @@ def _probe_inventory(
 ) -> list[HostResult[HostFacts]]:
     from remediator.inventory import load_inventory
 
-    inv = load_inventory(inventory, limit, become=become)
-    if not inv.hosts:
-        raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
+    inv = load_inventory(inventory, limit, become=become)  # never empty (it raises)
     with _progress(len(inv.hosts)) as advance:
         fleet = probe_lib.probe_fleet(  # looked up at call time, as the other commands do
             inv.hosts,

@@ -105,9 +105,7 @@ def verify(inventory: str | None, limit: str | None, local: bool, report_path: s
     else:
         from remediator.inventory import load_inventory
 
-        inv = load_inventory(inventory or "", limit, become=become)
-        if not inv.hosts:
-            raise UsageError(f"no hosts in {inventory}" + (f" match --limit {limit!r}" if limit else ""))
+        inv = load_inventory(inventory or "", limit, become=become)  # never empty (it raises)
         fleet = verify_fleet(inv.hosts, matrix, target=fixed, python=python, venv_root=venv_root, force=force,
                              size=size, timeout=timeout, forks=forks, accept_new_host_keys=accept_new_host_keys,
                              connect_timeout=connect_timeout)
