@@ -55,9 +55,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from remediator.hostscript import pynvml_blob
 from remediator.inventory import load_inventory
 from remediator.lab import fleet
-from remediator.probe import PROBE_ARGV, build_payload, probe_argv, probe_fleet, pynvml_blob
+from remediator.probe import PROBE_ARGV, build_payload, probe_argv, probe_fleet
 from remediator.transport.become import become_of
 from remediator.transport.ssh import connect
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from remediator.facts import HostFacts
+from remediator.hostscript import collection_script, fill_placeholder, last_line, too_old_message
 from remediator.probe.parse import (
     PROBE_SCHEMA_VERSION,
     ProbeError,
@@ -51,7 +52,6 @@ PROBE_BECOME_SCRIPT = (
 # runs inside the probe; -S: no site import (.pth files, sitecustomize), which the stdlib-only script does
 # not need and which costs a host 2-20 ms per probe.
 PYTHON3_MISSING_MARKER = "remediator: python3 not found"
-TOO_OLD_MARKER = "remediator: python3 too old"
 
 DEFAULT_VENV_ROOTS: tuple[str, ...] = ("/opt", "/home/*", "/root")
 DEFAULT_TIMEOUT = 180.0
@@ -76,27 +76,10 @@ __all__ = [
 ]
 
 
-@functools.cache
 def remote_script_source() -> str:
     """The text of the remote script: the remediator.gpu collection's gpu_probe module_utils (its one home;
     the collection's gpu_facts module runs the same code), as shipped in this package."""
-    return (importlib.resources.files("remediator").joinpath("ansible_collections/remediator/gpu/plugins/module_utils")
-            .joinpath("gpu_probe.py").read_text(encoding="utf-8"))
-
-
-@functools.cache
-def pynvml_blob() -> str | None:
-    """nvidia-ml-py's pynvml source, compressed, so the host needs nothing installed to ask NVML.
-    (verify's check script ships it; the probe asks NVML through ctypes and sends none.)
-
-    Read from the installed module's file rather than imported: importing it has no use here.
-    """
-    spec = importlib.util.find_spec("pynvml")
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    with open(spec.origin, "rb") as handle:
-        source = handle.read()
-    return base64.b64encode(zlib.compress(source, 9)).decode("ascii")
+    return collection_script("plugins/module_utils/gpu_probe.py")
 
 
 def build_payload(
@@ -179,12 +162,6 @@ def payload_source(payload: bytes) -> str:
     return zlib.decompress(base64.b64decode(match.group(1))).decode("utf-8")
 
 
-def fill_placeholder(text: str, old: str, new: str) -> str:
-    if text.count(old) != 1:  # pragma: no cover - a bug of ours, caught by the tests
-        raise AssertionError(f"remote script must contain {old!r} exactly once")
-    return text.replace(old, new)
-
-
 def probe_host(
     transport: Transport,
     host_name: str,
@@ -213,14 +190,15 @@ def probe_host(
             host=host_name,
             hint="the probe needs python3 (3.6 or newer) on the host: install it (`apt-get install python3`)",
         )
-    if TOO_OLD_MARKER in stderr:
+    too_old = too_old_message(stderr)
+    if too_old is not None:
         raise ProbeError(
-            _last_line(stderr).replace(TOO_OLD_MARKER + ": ", ""),
+            too_old,
             host=host_name,
             hint="the probe needs python3 3.6 or newer on the host",
         )
     if result.returncode != 0:
-        message = _last_line(stderr) or "no message"
+        message = last_line(stderr) or "no message"
         raise ProbeError(
             f"the probe script failed (exit status {result.returncode}): {message}",
             host=host_name,
@@ -235,11 +213,6 @@ def probe_argv(become: Become | None = None) -> tuple[str, ...]:
     if not prefix:
         return PROBE_ARGV
     return ("sh", "-c", PROBE_BECOME_SCRIPT, "remediator-probe", *prefix)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
 
 
 def probe_fleet(

@@ -38,6 +38,7 @@ from remediator.facts import (
     ProbeNote,
     PythonEnv,
 )
+from remediator.hostscript import OutputError, decode_document
 
 #: The version of the document the remote script prints (not the facts' SCHEMA_VERSION).
 PROBE_SCHEMA_VERSION = 1
@@ -69,32 +70,10 @@ class ProbeError(RemediatorError):
 
 def parse_probe_output(output: bytes | str, *, host: str) -> HostFacts:
     """Parse what the remote script printed on stdout; raise ProbeError on anything but a document."""
-    if isinstance(output, bytes):
-        if len(output) > MAX_OUTPUT_BYTES:
-            raise ProbeError(
-                f"probe output is {len(output)} bytes, more than the {MAX_OUTPUT_BYTES} allowed", host=host
-            )
-        text = output.decode("utf-8", "replace")
-    else:
-        text = output
-    stripped = text.strip()
-    if not stripped:
-        raise ProbeError("the probe printed nothing", host=host, hint="run with --format json and check stderr")
     try:
-        data = json.loads(stripped)
-    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of thousands of digits
-        first = stripped.splitlines()[0][:120]
-        if isinstance(exc, json.JSONDecodeError):
-            reason = exc.msg
-        elif isinstance(exc, RecursionError):
-            reason = "nested too deep"
-        else:
-            reason = str(exc)
-        raise ProbeError(
-            f"probe output is not JSON ({reason}); it begins {first!r}",
-            host=host,
-            hint="something on the host printed to stdout before the probe (a banner in a shell rc file?)",
-        ) from None
+        data = decode_document(output, what="probe", max_bytes=MAX_OUTPUT_BYTES)
+    except OutputError as exc:
+        raise ProbeError(str(exc), host=host, hint=exc.hint) from None
     return parse_probe_document(data, host=host)
 
 

@@ -27,7 +27,6 @@ never count as a GPU pass.
 from __future__ import annotations
 
 import base64
-import importlib.resources
 import json
 import posixpath
 import zlib
@@ -35,15 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from remediator.hostscript import collection_script, fill_placeholder, last_line, pynvml_blob, too_old_message
 from remediator.matrix import Matrix, Target
 from remediator.plan import DEFAULT_VENV_ROOT
-from remediator.probe import fill_placeholder, pynvml_blob
 from remediator.targets import infer_targets
 from remediator.transport.base import Transport
 from remediator.transport.become import Become, check_become_failure
 from remediator.verify.context import (
     NO_DEVICE,
-    _last_line,
     bus_key,
     cuda_version_text,
     cudnn_version_text,
@@ -90,16 +88,14 @@ VERIFY_ARGV: tuple[str, ...] = (
     "remediator-verify",
 )
 NO_PYTHON_MARKER = "remediator: no python"
-TOO_OLD_MARKER = "remediator: python3 too old"
 
 
 # --- the remote side ----------------------------------------------------------------------------
 
 
 def remote_script_source() -> str:
-    """The text of the remote script as shipped in the package."""
-    return (importlib.resources.files("remediator").joinpath("ansible_collections/remediator/gpu/roles/gpu_check/files")
-            .joinpath("gpu_check.py").read_text(encoding="utf-8"))
+    """The check script: the remediator.gpu collection's roles/gpu_check/files/gpu_check.py."""
+    return collection_script("roles/gpu_check/files/gpu_check.py")
 
 
 @dataclass(frozen=True)
@@ -203,12 +199,13 @@ def verify_host(
             hint="pass the target venv's interpreter with --python PATH" if python
             else "install python3, or pass the interpreter of the target's venv with --python PATH",
         )
-    if TOO_OLD_MARKER in stderr:
-        raise VerifyError(_last_line(stderr).replace(TOO_OLD_MARKER + ": ", ""), host=host_name,
+    too_old = too_old_message(stderr)
+    if too_old is not None:
+        raise VerifyError(too_old, host=host_name,
                           hint="the check needs Python 3.6 or newer: pass another interpreter with --python")
     if result.returncode != 0:
         raise VerifyError(
-            f"the check script failed (exit status {result.returncode}): {_last_line(stderr) or 'no message'}",
+            f"the check script failed (exit status {result.returncode}): {last_line(stderr) or 'no message'}",
             host=host_name,
             hint="run `remediate verify --local --format json` on the host to see the whole error",
         )

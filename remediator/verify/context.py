@@ -154,8 +154,3 @@ def venv_python(target: Target, venv_root: str = DEFAULT_VENV_ROOT, matrix: Matr
         with contextlib.suppress(UnknownVersionError):  # an unknown version keeps the text given
             version = matrix.requirements_for(target).version
     return posixpath.join(venv_root.rstrip("/") or "/", f"{target.framework}-{version}", "bin", "python")
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from remediator.errors import UnknownVersionError
+from remediator.hostscript import OutputError, decode_document
 from remediator.matrix import Matrix, Target
 from remediator.verify.context import NO_DEVICE, Context, _d, _f, _s, _skip
 from remediator.verify.evidence import ShapeError, check_shape
@@ -19,28 +19,10 @@ MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
 def parse_verify_output(output: bytes | str, *, host: str, target: Target | None, matrix: Matrix) -> HostVerification:
     """Parse what the remote script printed on stdout and judge it; VerifyError on anything but a document."""
-    if isinstance(output, bytes):
-        if len(output) > MAX_OUTPUT_BYTES:
-            raise VerifyError(f"check output is {len(output)} bytes, more than {MAX_OUTPUT_BYTES}", host=host)
-        text = output.decode("utf-8", "replace")
-    else:
-        text = output
-    stripped = text.strip()
-    if not stripped:
-        raise VerifyError("the check printed nothing", host=host, hint="run with --format json and check stderr")
-    data: Any = None
-    for candidate in (stripped, stripped.splitlines()[-1]):
-        try:
-            data = json.loads(candidate)
-            break
-        except (json.JSONDecodeError, RecursionError):
-            continue
-    if data is None:
-        raise VerifyError(
-            f"check output is not JSON; it begins {stripped.splitlines()[0][:120]!r}",
-            host=host,
-            hint="something on the host printed to stdout before the check (a banner in a shell rc file?)",
-        )
+    try:
+        data = decode_document(output, what="check", max_bytes=MAX_OUTPUT_BYTES, last_line_fallback=True)
+    except OutputError as exc:
+        raise VerifyError(str(exc), host=host, hint=exc.hint) from None
     return judge(data, host=host, target=target, matrix=matrix)
 
 

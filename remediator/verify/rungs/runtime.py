@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from remediator.errors import RemediatorError
+from remediator.hostscript import last_line
 from remediator.verify.context import (
     _LIB_KIND,
     _MISSING_LIB,
@@ -19,7 +20,6 @@ from remediator.verify.context import (
     _f,
     _i,
     _l,
-    _last_line,
     _plural,
     _s,
     _skip,
@@ -52,7 +52,7 @@ def _child_failure(ctx: Context, fw: dict[str, Any], during: str) -> tuple[str, 
         "reference": "computing the NumPy reference",
     }
     where = steps.get(step, f"the matmul on GPU {step.split(':', 1)[1]}" if step.startswith("matmul:") else step)
-    tail = _last_line(_s(fw.get("stderr_tail")) or "")
+    tail = last_line(_s(fw.get("stderr_tail")) or "")
     timeout = _f(_d(ctx.doc.get("options")).get("framework_timeout"))
     if fw.get("error"):
         return str(fw["error"]), f"the {during} check could not be started", "see the error; check the interpreter"
@@ -234,7 +234,7 @@ def rung(ctx: Context) -> Rung:
                         f"{label} did not find the CUDA libraries it was built for (CUDA {build.get('cuda')}, cuDNN "
                         f"{build.get('cudnn')}), so it runs on the CPU only",
                         _cudnn_fix(ctx, None))
-        error = _s(rt.get("devices_error")) or _last_line(stderr)
+        error = _s(rt.get("devices_error")) or last_line(stderr)
         cause, fix = _classify_gpu_error(ctx, error or "no CUDA device")
         return fail(f"{label} sees no GPU, though CUDA sees {cuda_n}", cause, fix)
     op = _d(rt.get("op"))
