@@ -270,17 +270,17 @@ def test_a_store_switched_off_is_never_a_file(tmp_path: Path, monkeypatch: pytes
 
 
 def test_apply_records_nothing_when_the_store_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from remediator.apply import ApplyOptions, ApplyResult, _StoreHook
+    from remediator.apply import ApplyOptions, ApplyResult, StoreHook
 
     monkeypatch.chdir(tmp_path)
     events: list[object] = []
     result = ApplyResult(kind="apply", run_id="20261208T000000Z-abcdef", private_data_dir=str(tmp_path),
                          state="finished", hosts=())
-    _StoreHook(ApplyOptions(playbooks_dir=tmp_path, state_dir=tmp_path / "s", state_db="off"),
+    StoreHook(ApplyOptions(playbooks_dir=tmp_path, state_dir=tmp_path / "s", state_db="off"),
                result.run_id, "apply", events.append).record(result)
     assert events == [] and not (tmp_path / "off").exists()
     # The same hook with a real path records the run.
-    _StoreHook(ApplyOptions(playbooks_dir=tmp_path, state_dir=tmp_path / "s", state_db=str(tmp_path / "s.db")),
+    StoreHook(ApplyOptions(playbooks_dir=tmp_path, state_dir=tmp_path / "s", state_db=str(tmp_path / "s.db")),
                result.run_id, "apply", events.append).record(result)
     with Store.open(tmp_path / "s.db") as s:
         assert s.last_run("apply") is not None
