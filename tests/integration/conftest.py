@@ -18,7 +18,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from remediator.lab import fleet, scenario
+from remediator.lab import fleet, python_mirror, scenario
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO_DIR = REPO / "remediator" / "lab" / "scenarios"
@@ -185,3 +185,12 @@ def _python() -> str:
     out = subprocess.run(["/usr/bin/python3", "-c", "import platform; print(platform.python_version())"],
                          capture_output=True, text=True, check=True)  # fmt: skip
     return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def mirror() -> python_mirror.PythonMirror:
+    """The lab's Python mirror (a CPython built from Debian 11's packages, cached: docs/plan.md)."""
+    try:
+        return python_mirror.build()
+    except python_mirror.MirrorUnavailable as exc:
+        pytest.skip(f"the lab's Python mirror cannot be built here: {exc}")

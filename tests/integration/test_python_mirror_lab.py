@@ -42,14 +42,6 @@ HOME = VENV + "-python"
 
 
 @pytest.fixture(scope="module")
-def mirror() -> python_mirror.PythonMirror:
-    try:
-        return python_mirror.build()
-    except python_mirror.MirrorUnavailable as exc:
-        pytest.skip(f"the lab's Python mirror cannot be built here: {exc}")
-
-
-@pytest.fixture(scope="module")
 def pylab(labkit: Any, tmp_path_factory: pytest.TempPathFactory, mirror: python_mirror.PythonMirror
           ) -> Iterator[ApplyLab]:
     scenario = default_scenario_dir() / "python-unsupported.yaml"

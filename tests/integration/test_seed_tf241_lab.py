@@ -47,14 +47,6 @@ NO_PACKAGE = "No package matching 'cuda-toolkit-11-0' is available"
 
 
 @pytest.fixture(scope="module")
-def mirror() -> python_mirror.PythonMirror:
-    try:
-        return python_mirror.build()
-    except python_mirror.MirrorUnavailable as exc:
-        pytest.skip(f"the lab's Python mirror cannot be built here: {exc}")
-
-
-@pytest.fixture(scope="module")
 def seedlab(labkit: Any, tmp_path_factory: pytest.TempPathFactory, mirror: python_mirror.PythonMirror
             ) -> Iterator[ApplyLab]:
     scenario = default_scenario_dir() / "tf241-cuda112-cudnn81-copied.yaml"
