@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,33 @@ def apply_plan(
     with locks.run_lock(pdd / ".lock") as mine:
         if not mine:
             raise ApplyError(f"run {run_id} is in use by another remediate process")
-        return _apply_locked(plan, selected, by_name, options, playbook, run_id, pdd, previous, inventory_path,
-                             on_event, stop, probe, run, verify)
+        return _apply_locked(_Context(plan, selected, by_name, options, playbook, run_id, pdd, previous,
+                                      inventory_path, on_event, stop, probe, run, verify))
 
 
-def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping[str, InventoryHost],
-                  options: ApplyOptions, playbook: Path, run_id: str, pdd: Path, previous: Mapping[str, Any] | None,
-                  inventory_path: str | None, on_event: Callable[[ApplyEvent], None] | None,
-                  stop: StopSignal | None, probe: ProbeFn | None, run: RunFn, verify: VerifyFn | None) -> ApplyResult:
+@dataclass(frozen=True)
+class _Context:
+    """One apply, once its run is chosen and locked: what it carries out, where, and its stand-ins."""
+
+    plan: PlanFile
+    selected: Sequence[HostPlan]  # the plan's hosts this apply is about (the limit's)
+    by_name: Mapping[str, InventoryHost]
+    options: ApplyOptions
+    playbook: Path
+    run_id: str
+    pdd: Path  # the run's private data dir
+    previous: Mapping[str, Any] | None  # the interrupted attempt's result.json, when resuming
+    inventory_path: str | None
+    on_event: Callable[[ApplyEvent], None] | None
+    stop: StopSignal | None
+    probe: ProbeFn | None
+    run: RunFn
+    verify: VerifyFn | None
+
+
+def _apply_locked(ctx: _Context) -> ApplyResult:
+    plan, selected, by_name, options, run_id, previous = (ctx.plan, ctx.selected, ctx.by_name, ctx.options,
+                                                          ctx.run_id, ctx.previous)
     before = {str(h.get("host")): h for h in (previous or {}).get("hosts", []) if isinstance(h, dict)}
     notes: list[str] = []
     if previous:
@@ -119,8 +139,9 @@ def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping
             hosts.append(kept)
     started = now_iso()
     result = ApplyResult(
-        kind="apply", run_id=run_id, private_data_dir=str(pdd), state="running", hosts=tuple(hosts),
-        check=options.check, plan_path=os.path.abspath(plan.path), plan_sha256=plan.sha256, inventory=inventory_path,
+        kind="apply", run_id=run_id, private_data_dir=str(ctx.pdd), state="running", hosts=tuple(hosts),
+        check=options.check, plan_path=os.path.abspath(plan.path), plan_sha256=plan.sha256,
+        inventory=ctx.inventory_path,
         started_at=str(previous.get("started_at")) if previous else started, resumed=previous is not None,
         options=options.summary(), notes=tuple(notes), pid=os.getpid(),
     )
@@ -129,15 +150,15 @@ def _apply_locked(plan: PlanFile, selected: Sequence[HostPlan], by_name: Mapping
             BatchResult(str(b.get("ident")), tuple(b.get("hosts") or ()), str(b.get("runner_status")), b.get("rc"),
                         int(b.get("failed") or 0), str(b.get("artifact_dir")))
             for b in previous.get("batches", []) if isinstance(b, dict)))
-    ro = Rollout(kind="apply", run_id=run_id, options=options, playbook=playbook, result=result,
-                  on_event=on_event, stop=stop, run=run)
+    ro = Rollout(kind="apply", run_id=run_id, options=options, playbook=ctx.playbook, result=result,
+                 on_event=ctx.on_event, stop=ctx.stop, run=ctx.run)
     ro.save()
     store = StoreHook(options, run_id, "apply --check" if options.check else "apply", ro.emit)
 
     def work() -> str | None:
-        stopped = _apply_candidates(ro, plan, candidates, by_name, options, before, probe)
+        stopped = _apply_candidates(ro, plan, candidates, by_name, options, before, ctx.probe)
         if options.verify and not options.check:
-            _verify_applied(ro, plan, by_name, options, verify or verify_hosts)
+            _verify_applied(ro, plan, by_name, options, ctx.verify or verify_hosts)
         return stopped
 
     final = ro.run_to_end(work)
