@@ -38,7 +38,7 @@ _TEMPLATE = re.compile(r"\{\{.*?\}\}")
 def _task_patterns() -> tuple[tuple[re.Pattern[str], str, bool], ...]:
     """(rendered-name pattern, action kind, whether the name has no template) for every named task of the
     roles that carry out actions."""
-    from remediator.apply import collection_dir  # the one place that knows where the collection is
+    from remediator.hostscript import collection_dir
 
     out: list[tuple[re.Pattern[str], str, bool]] = []
     for (role, stem), kind in _FILE_KINDS.items():

@@ -15,19 +15,24 @@ import importlib.resources
 import importlib.util
 import json
 import zlib
+from pathlib import Path
 from typing import Any
 
 #: stderr of a script run by a python3 older than what it supports (both scripts print it).
 TOO_OLD_MARKER = "remediator: python3 too old"
 
-_COLLECTION = "ansible_collections/remediator/gpu"
+
+def collection_dir() -> Path:
+    """The remediator.gpu collection inside this package (package data: the wheel holds it too); the one
+    place that knows where it is, for the host scripts, apply's playbooks and the runner worker's job."""
+    return Path(str(importlib.resources.files("remediator"))) / "ansible_collections" / "remediator" / "gpu"
 
 
 @functools.cache
 def collection_script(path: str) -> str:
     """A host script of the remediator.gpu collection shipped in this package, by its path in the collection
     (`plugins/module_utils/gpu_probe.py`, `roles/gpu_check/files/gpu_check.py`)."""
-    return importlib.resources.files("remediator").joinpath(f"{_COLLECTION}/{path}").read_text(encoding="utf-8")
+    return (collection_dir() / path).read_text(encoding="utf-8")
 
 
 def fill_placeholder(text: str, old: str, new: str) -> str:
@@ -99,5 +104,5 @@ def pynvml_blob() -> str | None:
     return base64.b64encode(zlib.compress(source, 9)).decode("ascii")
 
 
-__all__ = ["TOO_OLD_MARKER", "OutputError", "collection_script", "decode_document", "fill_placeholder", "last_line",
-           "pynvml_blob", "too_old_message"]
+__all__ = ["TOO_OLD_MARKER", "OutputError", "collection_dir", "collection_script", "decode_document",
+           "fill_placeholder", "last_line", "pynvml_blob", "too_old_message"]

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from remediator.errors import UsageError
+from remediator.hostscript import collection_dir
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one event (a task's whole output) or status line
 MAX_STREAM_BYTES = 4 * 1024 * 1024 * 1024  # everything one worker may send back
@@ -163,12 +164,6 @@ def run_streamed(argv: Sequence[str], pdd: Path, playbook: Path, *, ident: str, 
 # --- the job ----------------------------------------------------------------------------------------
 
 
-def _collection_dir() -> Path:
-    import importlib.resources
-
-    return Path(str(importlib.resources.files("remediator"))) / "ansible_collections" / "remediator" / "gpu"
-
-
 def _stage(pdd: Path, playbook: Path, ident: str) -> Path:
     """pdd/stream/<ident>/: what the worker gets. Only the run's inventory and env, and the playbooks with the
     collection beside them; never the artifacts of the run's other batches."""
@@ -184,7 +179,7 @@ def _stage(pdd: Path, playbook: Path, ident: str) -> Path:
             shutil.copytree(pdd / sub, job / sub)
         project = job / "project"
         shutil.copytree(playbook.parent, project, ignore=ignore, symlinks=False)
-        shutil.copytree(_collection_dir(), project / "collections" / "ansible_collections" / "remediator" / "gpu",
+        shutil.copytree(collection_dir(), project / "collections" / "ansible_collections" / "remediator" / "gpu",
                         ignore=ignore, symlinks=False, dirs_exist_ok=True)
         cfg = playbook.parent / "ansible.cfg"
         text = cfg.read_text(encoding="utf-8") if cfg.is_file() else "[defaults]\n"

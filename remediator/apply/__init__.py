@@ -33,7 +33,6 @@ from remediator.apply.options import (
     RunState,
     Serial,
     batches,
-    collection_dir,
     default_playbooks_dir,
     default_state_dir,
     failed_beyond,
@@ -72,6 +71,7 @@ from remediator.apply.rundir import (
     runs_dir,
     write_json_atomic,
 )
+from remediator.hostscript import collection_dir  # where apply's playbooks come from
 
 __all__ = [
     "ALL_STATUSES",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.resources
 import os
 import re
 import secrets
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from remediator.errors import RemediatorError, UsageError
+from remediator.hostscript import collection_dir
 from remediator.plan import DEFAULT_VENV_ROOT
 from remediator.safety import check_venv_root
 
@@ -175,11 +175,6 @@ def default_playbooks_dir(environ: Mapping[str, str] | None = None) -> Path:
     if env.get("REMEDIATE_PLAYBOOKS"):
         return Path(env["REMEDIATE_PLAYBOOKS"]).expanduser()
     return collection_dir() / "playbooks"
-
-
-def collection_dir() -> Path:
-    """The remediator.gpu collection inside this package (package data: the wheel holds it too)."""
-    return Path(str(importlib.resources.files("remediator"))) / "ansible_collections" / "remediator" / "gpu"
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
