@@ -545,6 +545,19 @@ def default_scenario_dir() -> Path:
     return Path(str(importlib.resources.files("remediator.lab"))) / "scenarios"
 
 
+def missing_tools() -> tuple[str, str] | None:
+    """What the lab needs from this machine and it lacks, as (message, hint); None when nothing is missing.
+    (`up` checks it; the tests skip with it.)"""
+    for tool in ("unshare", "mount", "ldconfig"):
+        if shutil.which(tool) is None:
+            return (f"`{tool}` is missing",
+                    "install the Debian packages util-linux and libc-bin (`make system-deps` in a source checkout)")
+    if not os.access(sshd.SSHD, os.X_OK):
+        return (f"{sshd.SSHD} is missing",
+                "install the Debian package openssh-server (`make system-deps` in a source checkout)")
+    return None
+
+
 def up(
     sources: Sequence[Path],
     state: Path,
@@ -561,13 +574,9 @@ def up(
     state = _check_state(state)
     if os.geteuid() != 0:
         raise UsageError("`remediate lab up` needs root: it mounts overlays inside private namespaces")
-    for tool in ("unshare", "mount", "ldconfig"):
-        if shutil.which(tool) is None:
-            raise LabError(f"`{tool}` is missing", hint="install the Debian packages util-linux and libc-bin "
-                           "(`make system-deps` in a source checkout)")
-    if not os.access(sshd.SSHD, os.X_OK):
-        raise LabError(f"{sshd.SSHD} is missing", hint="install the Debian package openssh-server "
-                       "(`make system-deps` in a source checkout)")
+    missing = missing_tools()
+    if missing is not None:
+        raise LabError(missing[0], hint=missing[1])
     say = progress or (lambda _msg: None)
     with _locked(state):
         if any(_is_ours(pid, start, state / "hosts" / name) for pid, start, name in _recorded(state)) or (

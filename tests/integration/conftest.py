@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +32,8 @@ def lab_unavailable() -> str | None:
     """Why the lab cannot run here, or None."""
     if os.geteuid() != 0:
         return "the lab mounts overlays in private namespaces: run the integration tests as root"
-    for tool in ("unshare", "mount", "ldconfig"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is missing (scripts/system-deps.sh installs it)"
-    if not os.access("/usr/sbin/sshd", os.X_OK):
-        return "/usr/sbin/sshd is missing (Debian package openssh-server; scripts/system-deps.sh)"
-    return None
+    missing = fleet.missing_tools()
+    return f"{missing[0]} ({missing[1]})" if missing else None
 
 
 def outer_snapshot() -> dict[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,12 +41,8 @@ NOT_PROBED = frozenset(["hostile-hang", "hostile-flood", "become-sudo-password"]
 def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "the lab mounts overlays in private namespaces: run as root"
-    for tool in ("unshare", "mount", "ldconfig"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is missing"
-    if not os.access("/usr/sbin/sshd", os.X_OK):
-        return "/usr/sbin/sshd is missing"
-    return None
+    missing = fleet.missing_tools()
+    return missing[0] if missing else None
 
 
 pytestmark = [pytest.mark.skipif(_why_not() is not None, reason=str(_why_not())), pytest.mark.timeout(600)]
