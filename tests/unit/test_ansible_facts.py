@@ -8,7 +8,6 @@ of the hostile tests are laid out as a careless or hostile gatherer could leave 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hostscripts import gpu_probe
 
 from remediator.ansible_facts import DOCUMENT_SCHEMA, FACT_NAME, MAX_FILE_BYTES, load_gathered
 from remediator.apply import collection_dir
@@ -31,16 +31,7 @@ SCHEMA = json.loads((REPO / "docs" / "facts-schema.json").read_text())
 VENV_BIN = Path(sys.executable).parent
 
 
-def _probe_module() -> Any:
-    path = collection_dir() / "plugins" / "module_utils" / "gpu_probe.py"
-    spec = importlib.util.spec_from_file_location("gpu_probe_for_tests", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-GPU_PROBE = _probe_module()
+GPU_PROBE = gpu_probe()
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from factories import host, tf, venv
+from hostscripts import gpu_probe
 
-from remediator.apply import collection_dir
 from remediator.diagnosis import diagnose
 from remediator.frameworks import DISTRIBUTIONS, TF_RELEASE_NAMES, family, framework_of
 from remediator.matrix import load_matrix, parse_target
@@ -15,18 +13,9 @@ from remediator.probe import parse
 from remediator.targets import infer_targets
 
 
-def _gpu_probe():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "gpu_probe", collection_dir() / "plugins" / "module_utils" / "gpu_probe.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_probe_reports_every_distribution_a_linux_host_can_have() -> None:
     # tensorflow-intel is only a dependency of Windows builds: no Linux env has it installed for real.
-    assert set(DISTRIBUTIONS) - {"tensorflow-intel"} <= set(_gpu_probe().FRAMEWORK_DISTS)
+    assert set(DISTRIBUTIONS) - {"tensorflow-intel"} <= set(gpu_probe().FRAMEWORK_DISTS)
     assert set(parse._TF_DISTS) == family("tensorflow") - {"tensorflow-intel"}
 
 

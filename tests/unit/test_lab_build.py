@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import ctypes
-import importlib.util
 import io
 import json
 import os
@@ -15,17 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
+from hostscripts import gpu_probe
 
-from remediator.apply import collection_dir
 from remediator.lab import build, elf, scenario
 from remediator.lab.tree import Tree
 
 # The probe's host-side code is the collection's gpu_probe module_utils: load it as the host would run it.
-_spec = importlib.util.spec_from_file_location(
-    "gpu_probe", collection_dir() / "plugins" / "module_utils" / "gpu_probe.py")
-assert _spec is not None and _spec.loader is not None
-remote = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(remote)
+remote = gpu_probe()
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "remediator" / "lab" / "scenarios"
 
