@@ -97,12 +97,11 @@ def collect(store: Store, hosts: Sequence[str] | None = None) -> list[HostRow]:
         check = store.last_check(host)
         probe = store.last_probe(host)
         verify = store.last_verify(host)
+        plan = store.last_plan(host)
         report: Mapping[str, Any] = check.report if check is not None else {}
         findings: list[Mapping[str, Any]] = list(report.get("findings", []))
-        if check is None:
-            plan = store.last_plan(host)
-            if plan is not None:
-                findings = list(plan[1].get("findings", []))
+        if check is None and plan is not None:
+            findings = list(plan[1].get("findings", []))
         host_status = check.status if check else "unchecked"
         if host_status == "drift":
             # A drift check fails a host for either reason; the page says which, as its legend promises.
@@ -116,7 +115,7 @@ def collect(store: Store, hosts: Sequence[str] | None = None) -> list[HostRow]:
         row.codes = problem_codes(row.status, findings, report.get("changes", []))
         row.said = _said(row, findings, report.get("changes", []))
         current = (probe.fingerprint or fingerprint(facts)) if probe is not None and facts is not None else None
-        row.fix, row.fix_source = _fix(store.last_plan(host), current, findings, report.get("hint"))
+        row.fix, row.fix_source = _fix(plan, current, findings, report.get("hint"))
         if row.status in ("unreachable", "failed"):
             for cell in row.cells.values():
                 cell.base = "unknown"
